@@ -1,0 +1,2 @@
+"""detframe: config-driven object detection on PyTorch, torchvision and Hydra."""
+__version__ = "0.1.0"

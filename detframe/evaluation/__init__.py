@@ -1,0 +1,3 @@
+from .coco_map import COCO_METRICS, CocoEvaluator
+
+__all__ = ["COCO_METRICS", "CocoEvaluator"]

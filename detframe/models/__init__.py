@@ -1,0 +1,5 @@
+"""Models: importing this package registers every backbone, neck, head and part."""
+from . import assigners, backbones, coders, detectors, heads, losses, necks, priors
+from .build import build_detector
+
+__all__ = ["assigners", "backbones", "build_detector", "coders", "detectors", "heads", "losses", "necks", "priors"]

@@ -1,0 +1,3 @@
+from .max_iou import IGNORED, NEGATIVE, Assignment, MaxIoUAssigner
+
+__all__ = ["Assignment", "IGNORED", "MaxIoUAssigner", "NEGATIVE"]

@@ -1,0 +1,33 @@
+"""Wire a detector from its config: each nested `{type: ...}` node is built from its registry."""
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+from torch import nn
+
+from ..registry import ASSIGNERS, BACKBONES, CODERS, DETECTORS, HEADS, LOSSES, NECKS, PRIORS, Registry
+
+# Keys of a head config that hold components, and the registry each is built from.
+HEAD_PARTS: dict[str, Registry] = {
+    "prior_generator": PRIORS,
+    "assigner": ASSIGNERS,
+    "coder": CODERS,
+    "loss_cls": LOSSES,
+    "loss_box": LOSSES,
+    "loss_obj": LOSSES,
+    "loss_centerness": LOSSES,
+}
+
+
+def build_detector(cfg: DictConfig) -> nn.Module:
+    """Build `model` config: backbone, then neck (given the backbone's channels), then head parts and head."""
+    backbone = BACKBONES.build(cfg.backbone)
+    neck = NECKS.build(cfg.neck, in_channels=backbone.out_channels) if cfg.get("neck") else None
+    in_channels = neck.out_channels if neck is not None else backbone.out_channels
+    head_cfg = cfg.head
+    parts: dict[str, Any] = {
+        key: registry.build(head_cfg[key]) for key, registry in HEAD_PARTS.items() if head_cfg.get(key) is not None
+    }
+    head = HEADS.build(head_cfg, in_channels=in_channels, **parts)
+    return DETECTORS.build(cfg, backbone=backbone, neck=neck, head=head)

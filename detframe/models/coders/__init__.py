@@ -1,0 +1,3 @@
+from .delta_xywh import DeltaXYWHCoder
+
+__all__ = ["DeltaXYWHCoder"]

@@ -1,0 +1,152 @@
+"""SSD and SSDLite heads: one 3x3 (or depthwise-separable) predictor per level for classes and boxes."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops.misc import Conv2dNormActivation
+
+from ...ops.boxes import batched_nms, clip_boxes, undo_resize
+from ...registry import HEADS
+from ...structures import Batch, Detections, Instances
+from ..assigners import IGNORED
+from .base import DenseOutputs, flatten_levels
+
+
+@HEADS.register()
+class SSDHead(nn.Module):
+    """Softmax classification over num_classes + 1 (background is logit 0) and delta regression.
+
+    Loss: priors matched by `assigner`, targets encoded by `coder`, `loss_cls` (cross-entropy with hard
+    negative mining) and `loss_box` (smooth L1), both divided by the number of positive priors.
+    Inference: softmax, per class the `topk_candidates` best priors above `score_threshold`, class-aware
+    NMS at `nms_iou`, the `max_detections` best kept (SSD: 0.01, 0.45, 200).
+
+    Args:
+        num_classes: object classes, background excluded.
+        in_channels: channels of each feature level.
+        prior_generator: gives the priors and how many per location (`num_anchors`).
+        assigner, coder, loss_cls, loss_box: built components (see models/build.py).
+    """
+
+    separable = False
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: Sequence[int],
+        prior_generator: Callable,
+        assigner: Callable,
+        coder: object,
+        loss_cls: Callable,
+        loss_box: Callable,
+        score_threshold: float = 0.01,
+        nms_iou: float = 0.45,
+        topk_candidates: int = 400,
+        max_detections: int = 200,
+        norm_eps: float = 0.001,
+        norm_momentum: float = 0.03,
+    ) -> None:
+        super().__init__()
+        anchors = prior_generator.num_anchors
+        if len(anchors) != len(in_channels):
+            raise ValueError(
+                f"{type(self).__name__}: the prior generator has {len(anchors)} levels but the neck gives {len(in_channels)} feature maps"
+            )
+        self.num_classes = num_classes
+        self.prior_generator, self.assigner, self.coder = prior_generator, assigner, coder
+        self.loss_cls, self.loss_box = loss_cls, loss_box
+        self.score_threshold, self.nms_iou = score_threshold, nms_iou
+        self.topk_candidates, self.max_detections = topk_candidates, max_detections
+        norm = partial(nn.BatchNorm2d, eps=norm_eps, momentum=norm_momentum)
+        k = num_classes + 1
+        self.cls_convs = nn.ModuleList(self._predictor(c, a * k, norm) for c, a in zip(in_channels, anchors))
+        self.reg_convs = nn.ModuleList(self._predictor(c, a * 4, norm) for c, a in zip(in_channels, anchors))
+        self._init_weights()
+
+    def _predictor(self, channels: int, out: int, norm: Callable) -> nn.Module:
+        return nn.Conv2d(channels, out, kernel_size=3, padding=1)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, features: list[Tensor]) -> DenseOutputs:
+        cls = flatten_levels([conv(f) for conv, f in zip(self.cls_convs, features)], self.num_classes + 1)
+        reg = flatten_levels([conv(f) for conv, f in zip(self.reg_convs, features)], 4)
+        return DenseOutputs(cls, reg, [tuple(f.shape[-2:]) for f in features])
+
+    def priors(self, outputs: DenseOutputs, image_size: Sequence[int]) -> Tensor:
+        return self.prior_generator(outputs.feature_shapes, tuple(image_size), outputs.cls_logits.device)
+
+    def loss(self, outputs: DenseOutputs, targets: list[Instances], image_size: Sequence[int]) -> dict[str, Tensor]:
+        """Args:
+            outputs: this head's forward output for a batch of B images.
+            targets: per image, boxes (xyxy in the padded input's pixels), labels 0..C-1, ignore flags.
+            image_size: (h, w) of the padded input tensor.
+
+        Returns:
+            {"loss_cls", "loss_box"}, each normalised by the number of positive priors in the batch.
+        """
+        priors = self.priors(outputs, image_size)
+        batch_size, num_priors = outputs.cls_logits.shape[:2]
+        cls_targets = outputs.cls_logits.new_zeros((batch_size, num_priors), dtype=torch.long)
+        matched_boxes = priors.new_zeros((batch_size, num_priors, 4))
+        for i, gt in enumerate(targets):
+            assignment = self.assigner(priors, gt.boxes, gt.ignore)
+            pos = assignment.positive
+            index = assignment.gt_index[pos]
+            cls_targets[i, pos] = gt.labels[index] + 1
+            cls_targets[i, assignment.gt_index == IGNORED] = -1
+            matched_boxes[i, pos] = gt.boxes[index]
+        positive = cls_targets > 0
+        num_pos = positive.sum().clamp(min=1).float()
+        box_targets = self.coder.encode(priors.expand(batch_size, -1, -1)[positive], matched_boxes[positive])
+        return {
+            "loss_cls": self.loss_cls(outputs.cls_logits, cls_targets) / num_pos,
+            "loss_box": self.loss_box(outputs.box_regression[positive], box_targets) / num_pos,
+        }
+
+    @torch.no_grad()
+    def predict(self, outputs: DenseOutputs, batch: Batch) -> list[Detections]:
+        """Decode, threshold, per-class top-k, batched NMS, and map boxes back to original pixels."""
+        priors = self.priors(outputs, batch.images.shape[-2:])
+        boxes_all = self.coder.decode(priors, outputs.box_regression.float())
+        scores_all = F.softmax(outputs.cls_logits.float(), dim=-1)[..., 1:]
+        k = min(self.topk_candidates, priors.shape[0])
+        results = []
+        for i in range(len(batch)):
+            boxes = clip_boxes(boxes_all[i], batch.image_sizes[i])
+            # Top k priors per class, then the score threshold: the same set as thresholding first.
+            top_scores, top_index = scores_all[i].topk(k, dim=0)  # [k, C]
+            keep = top_scores > self.score_threshold
+            scores, labels = top_scores[keep], keep.nonzero()[:, 1]
+            boxes = boxes[top_index[keep]]
+            kept = batched_nms(boxes, scores, labels, self.nms_iou)[: self.max_detections]
+            boxes = undo_resize(boxes[kept], batch.scales[i], batch.offsets[i], batch.orig_sizes[i])
+            results.append(Detections(boxes, scores[kept], labels[kept]))
+        return results
+
+
+@HEADS.register()
+class SSDLiteHead(SSDHead):
+    """SSDLite: each predictor is a depthwise 3x3 conv (BN, ReLU6) followed by a 1x1 conv (Sandler et al.
+    2018, sec. 6.3), initialised as torchvision does (normal, std 0.03)."""
+
+    def _predictor(self, channels: int, out: int, norm: Callable) -> nn.Module:
+        return nn.Sequential(
+            Conv2dNormActivation(channels, channels, 3, groups=channels, norm_layer=norm, activation_layer=nn.ReLU6),
+            nn.Conv2d(channels, out, 1),
+        )
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, mean=0.0, std=0.03)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)

@@ -1,0 +1,3 @@
+from .ssd_extra import SSDExtraLayers
+
+__all__ = ["SSDExtraLayers"]

@@ -1,0 +1,3 @@
+from .ssd import SSDPriorGenerator
+
+__all__ = ["SSDPriorGenerator"]
