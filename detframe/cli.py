@@ -135,7 +135,7 @@ def _is_group_override(text: str) -> bool:
 def _friendly_error(e: Exception, config_name: str, group_overrides: list[str]) -> ConfigError:
     from hydra import compose
     from hydra.errors import MissingConfigException
-    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
     if isinstance(e, MissingConfigException):
         group, _, name = (e.missing_cfg_file or "").rpartition("/")
@@ -150,17 +150,11 @@ def _friendly_error(e: Exception, config_name: str, group_overrides: list[str]) 
     message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     source = message.split("'")[1] if message.startswith("Error merging") and "'" in message else ""
     where = f" (in {source})" if source else ""
-    if isinstance(cause, ConfigKeyError) or (cause is not None and "not in struct" in str(cause)):
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         full_key = getattr(cause, "full_key", None) or ""
         key = full_key.rpartition(".")[2] if full_key else str(getattr(cause, "key", ""))
         parent = full_key.rpartition(".")[0]
-        keys: list[str] = []
-        try:
-            base = compose(config_name=config_name, overrides=group_overrides)
-            node = OmegaConf.select(base, parent) if parent else base
-            keys = list(node.keys()) if isinstance(node, DictConfig) else []
-        except Exception:
-            pass
+        keys = _valid_keys(config_name, parent, group_overrides)
         hint = "" if source else f" To add a new key on purpose, write +{full_key}=..."
         return ConfigError(
             f"unknown config key '{full_key}'{where}.{did_you_mean(key, keys)} "
@@ -171,6 +165,22 @@ def _friendly_error(e: Exception, config_name: str, group_overrides: list[str]) 
         msg = str(getattr(cause, "msg", cause)).strip().splitlines()[0]
         return ConfigError(f"{full_key}{where}: wrong type: {msg}")
     return ConfigError(message + (f": {str(cause).splitlines()[0]}" if cause is not None else ""))
+
+
+def _valid_keys(config_name: str, parent: str, group_overrides: list[str]) -> list[str]:
+    """Keys of the node at `parent`, composed with as many of the group choices as still compose."""
+    from hydra import compose
+
+    no_experiment = [o for o in group_overrides if not o.lstrip("+~").startswith(EXPERIMENT_GROUP + "=")]
+    for overrides in (group_overrides, no_experiment, []):
+        try:
+            base = compose(config_name=config_name, overrides=overrides)
+        except Exception:
+            continue
+        node = OmegaConf.select(base, parent) if parent else base
+        if isinstance(node, DictConfig):
+            return list(node.keys())
+    return []
 
 
 def _report(e: UserError) -> None:
