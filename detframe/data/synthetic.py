@@ -12,6 +12,7 @@ gradient with distracting lines and dots that are not objects. Layout under `roo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,8 @@ import numpy as np
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star")
 
+log = logging.getLogger(__name__)
+
 
 def ensure_shapes(root: str | os.PathLike, num_train: int = 400, num_val: int = 100, seed: int = 0) -> Path:
     """Generate the shapes set at `root` unless it is already complete there. Returns the root."""
@@ -30,6 +33,7 @@ def ensure_shapes(root: str | os.PathLike, num_train: int = 400, num_val: int = 
     if (root / ".complete").exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
+    log.info("generating the synthetic shapes set (%d train, %d val images, seed %d) under %s", num_train, num_val, seed, root)
     # Write into a temporary sibling and rename, so a crash never leaves half a dataset behind and two
     # processes generating at once both end up with the same complete copy.
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))

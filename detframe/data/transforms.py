@@ -112,12 +112,14 @@ class Albu:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"Albu({transform}): {e}") from None
         self.name = transform
-        self.pipeline = A.Compose(
-            [op],
-            bbox_params=A.BboxParams(format="pascal_voc", label_fields=["indices"], min_visibility=min_visibility, min_area=min_area),
-        )
+        # Pixel-only transforms leave boxes alone; only geometric ones need albumentations' box handling.
+        self.geometric = not isinstance(op, A.ImageOnlyTransform)
+        bbox_params = A.BboxParams(format="pascal_voc", label_fields=["indices"], min_visibility=min_visibility, min_area=min_area)
+        self.pipeline = A.Compose([op], bbox_params=bbox_params if self.geometric else None)
 
     def __call__(self, sample: Sample) -> Sample:
+        if not self.geometric:
+            return replace(sample, image=self.pipeline(image=sample.image)["image"])
         h, w = sample.size
         boxes = sample.boxes.copy()
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
