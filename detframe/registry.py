@@ -119,7 +119,8 @@ def check_arguments(target: Callable, kwargs: dict[str, Any], where: str) -> Non
             if key not in names:
                 raise ConfigError(
                     f"{where}.{key}: {name} has no argument '{key}'.{did_you_mean(key, names)} "
-                    f"Valid arguments: {choices_text(names)}"
+                    f"Valid arguments: {choices_text(names)}. (If an experiment sets it for another type, "
+                    f"drop it with ~{where}.{key})"
                 )
     missing = [
         p.name for p in params

@@ -27,7 +27,7 @@ SHAPES_CLASSES = ("circle", "square", "triangle", "star")
 log = logging.getLogger(__name__)
 
 
-def ensure_shapes(root: str | os.PathLike, num_train: int = 400, num_val: int = 100, seed: int = 0) -> Path:
+def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 150, seed: int = 0) -> Path:
     """Generate the shapes set at `root` unless it is already complete there. Returns the root."""
     root = Path(root)
     if (root / ".complete").exists():

@@ -59,6 +59,10 @@ class Runner:
         seed_everything(cfg.seed)
         self.max_epochs = int(cfg.train.max_epochs)
 
+        # Cheap builds first, so that a config mistake fails before a large dataset is parsed.
+        self.hooks: dict[str, Hook] = {name: HOOKS.build(h) for name, h in cfg.hooks.items() if h is not None}
+        self.model = build_detector(cfg.model).to(self.device)
+
         data = cfg.data
         self.train_set = build_dataset(data, "train", cfg.pipeline.train)
         self.val_set = build_dataset(data, "val", cfg.pipeline.val)
@@ -68,11 +72,9 @@ class Runner:
                                            size_divisor=data.size_divisor)
         self.iters_per_epoch = len(self.train_loader)
 
-        self.model = build_detector(cfg.model).to(self.device)
         self.optimizer = build_optimizer(cfg.optimizer, self.model)
         self.scheduler = build_scheduler(cfg.scheduler, self.optimizer, self.iters_per_epoch, self.max_epochs)
         self.evaluator = EVALUATORS.build(cfg.evaluator, dataset=self.val_set)
-        self.hooks: dict[str, Hook] = {name: HOOKS.build(h) for name, h in cfg.hooks.items() if h is not None}
 
         self.epoch = 0  # index of the current epoch; after resume, the first epoch still to run
         self.iter = 0  # optimizer steps done

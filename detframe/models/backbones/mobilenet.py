@@ -1,6 +1,7 @@
 """MobileNetV3 from torchvision, cut where SSDLite taps it."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 from torch import Tensor, nn
@@ -15,8 +16,10 @@ _ARCHS = {"large": (mobilenet_v3_large, MobileNet_V3_Large_Weights), "small": (m
 
 @BACKBONES.register()
 class MobileNetV3(nn.Module):
-    """torchvision's MobileNetV3 returning two maps, as SSDLite uses them (MobileNetV3 paper, sec. 6.3):
-    the expansion output of the first stride-32 block (stride 16) and the last layer (stride 32).
+    """torchvision's MobileNetV3 returning feature maps the way SSDLite taps them (MobileNetV3 paper,
+    sec. 6.3): a map of stride s < 32 is the output of the expansion layer of the first block of stride
+    2s; stride 32 is the last layer. The default (16, 32) is torchvision's SSDLite; (8, 16) gives a finer
+    first level for small objects and drops the stride-32 stage.
 
     Args:
         arch: "large" or "small".
@@ -25,6 +28,7 @@ class MobileNetV3(nn.Module):
             without ImageNet weights).
         pretrained: None, a local state-dict file, or a torchvision weight name (see pretrained.py).
         norm_eps, norm_momentum: BatchNorm settings (torchvision's SSDLite: 0.001, 0.03).
+        out_strides: strides of the returned maps, increasing, from 8, 16, 32.
     """
 
     def __init__(
@@ -35,23 +39,46 @@ class MobileNetV3(nn.Module):
         pretrained: str | None = None,
         norm_eps: float = 0.001,
         norm_momentum: float = 0.03,
+        out_strides: Sequence[int] = (16, 32),
     ) -> None:
         super().__init__()
         if arch not in _ARCHS:
             raise ConfigError(f"MobileNetV3.arch: expected one of {sorted(_ARCHS)}, got '{arch}'")
+        out_strides = [int(s) for s in out_strides]
+        if not out_strides or sorted(set(out_strides)) != out_strides or not set(out_strides) <= {8, 16, 32}:
+            raise ConfigError(f"MobileNetV3.out_strides: expected increasing values from 8, 16, 32, got {out_strides}")
         build, weights_enum = _ARCHS[arch]
         norm = partial(nn.BatchNorm2d, eps=norm_eps, momentum=norm_momentum)
         net = build(weights=None, width_mult=width_mult, reduced_tail=reduced_tail, norm_layer=norm)
         load_pretrained(net, pretrained, weights_enum, where="model.backbone.pretrained")
-        features = net.features
-        stage_starts = [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)]
-        c5 = stage_starts[-1]  # first block with stride 32
-        expansion = features[c5].block[0]
-        self.stage16 = nn.Sequential(*features[:c5], expansion)
-        self.stage32 = nn.Sequential(features[c5].block[1:], *features[c5 + 1:])
-        self.out_channels = [expansion.out_channels, features[-1].out_channels]
-        self.strides = [16, 32]
+        features = list(net.features)
+        # Blocks that halve the resolution, by the stride they bring the network to (4, 8, 16, 32).
+        downsampling = [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)]
+        first_block_of = dict(zip((4, 8, 16, 32), downsampling))
+        tap_blocks = {first_block_of[2 * s]: s for s in out_strides if s != 32}
+        # One flat sequence in which each tapped block is split after its expansion layer (stride-2
+        # blocks have no residual connection, so the split changes nothing), cut after each tap.
+        flat, cuts, channels = [], [], []
+        for i, layer in enumerate(features):
+            if i in tap_blocks:
+                flat.append(layer.block[0])
+                cuts.append(len(flat))
+                channels.append(layer.block[0].out_channels)
+                if tap_blocks[i] == out_strides[-1]:
+                    break  # nothing after the last tap is used
+                flat.append(layer.block[1:])
+            else:
+                flat.append(layer)
+        if out_strides[-1] == 32:
+            cuts.append(len(flat))
+            channels.append(features[-1].out_channels)
+        self.stages = nn.ModuleList(nn.Sequential(*flat[a:b]) for a, b in zip([0, *cuts[:-1]], cuts))
+        self.out_channels = channels
+        self.strides = out_strides
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        c4 = self.stage16(x)
-        return [c4, self.stage32(c4)]
+        outs = []
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x)
+        return outs

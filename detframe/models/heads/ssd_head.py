@@ -1,6 +1,7 @@
 """SSD and SSDLite heads: one 3x3 (or depthwise-separable) predictor per level for classes and boxes."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -30,6 +31,8 @@ class SSDHead(nn.Module):
         in_channels: channels of each feature level.
         prior_generator: gives the priors and how many per location (`num_anchors`).
         assigner, coder, loss_cls, loss_box: built components (see models/build.py).
+        background_prior: if set, initialise the class biases so that every prior starts with this
+            background probability (e.g. 0.99); None keeps the paper's / torchvision's zero bias.
     """
 
     separable = False
@@ -49,6 +52,7 @@ class SSDHead(nn.Module):
         max_detections: int = 200,
         norm_eps: float = 0.001,
         norm_momentum: float = 0.03,
+        background_prior: float | None = None,
     ) -> None:
         super().__init__()
         anchors = prior_generator.num_anchors
@@ -66,6 +70,20 @@ class SSDHead(nn.Module):
         self.cls_convs = nn.ModuleList(self._predictor(c, a * k, norm) for c, a in zip(in_channels, anchors))
         self.reg_convs = nn.ModuleList(self._predictor(c, a * 4, norm) for c, a in zip(in_channels, anchors))
         self._init_weights()
+        if background_prior is not None:
+            self._init_background_bias(background_prior)
+
+    def _init_background_bias(self, prob: float) -> None:
+        """Start with P(background) = `prob` at every prior (RetinaNet's prior-probability init, for a
+        softmax): early training then is not dominated by the loss of thousands of easy negatives."""
+        if not 0.0 < prob < 1.0:
+            raise ValueError(f"{type(self).__name__}.background_prior: expected a probability in (0, 1), got {prob}")
+        k = self.num_classes + 1
+        logit = math.log(prob * (k - 1) / (1.0 - prob))
+        for predictor in self.cls_convs:
+            last = [m for m in predictor.modules() if isinstance(m, nn.Conv2d)][-1]
+            with torch.no_grad():
+                last.bias.view(-1, k).fill_(0.0)[:, 0] = logit
 
     def _predictor(self, channels: int, out: int, norm: Callable) -> nn.Module:
         return nn.Conv2d(channels, out, kernel_size=3, padding=1)
