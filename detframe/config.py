@@ -29,12 +29,21 @@ class DataConfig:
     batch_size: int = 16
     val_batch_size: int = 16
     num_workers: int = 2
-    size_divisor: int = 1  # pad batches to a multiple of this
+    size_divisor: int = II("pipeline.size_divisor")  # pad batches to a multiple of this
+    on_error: str = "error"  # bad input (unreadable file, unknown class): error | skip (drop the image, warn)
+    check: str = "quick"  # image files checked at start-up: quick (headers, truncation) | full (decode) | off
+    cache: Optional[str] = None  # keep decoded images: ram | disk (under cache_dir)
+    cache_dir: Optional[str] = None  # default ~/.cache/detframe/images
+    aspect_ratio_grouping: bool = False  # batch landscape and portrait images apart (less padding)
+    pin_memory: Optional[bool] = None  # default: when CUDA is available
+    persistent_workers: Optional[bool] = None  # default: when num_workers > 0
 
 
 @dataclass
 class PipelineConfig:
     size: Any = 320  # input size, int or [h, w]; the transform lists interpolate it
+    size_divisor: int = 32  # batches padded to a multiple of this (1 for fixed-size inputs such as SSD300)
+    multi_scale: Optional[list[int]] = None  # [min, max]: a random input size per training batch (multiple of 32)
     train: list[Any] = field(default_factory=list)
     val: list[Any] = field(default_factory=list)
 

@@ -63,11 +63,13 @@ class Runner:
         self.hooks: dict[str, Hook] = {name: HOOKS.build(h) for name, h in cfg.hooks.items() if h is not None}
         self.model = build_detector(cfg.model).to(self.device)
 
+        from ..data import train_loader_options
+
         data = cfg.data
         self.train_set = build_dataset(data, "train", cfg.pipeline.train)
         self.val_set = build_dataset(data, "val", cfg.pipeline.val)
         self.train_loader = build_dataloader(self.train_set, data.batch_size, data.num_workers, train=True,
-                                             size_divisor=data.size_divisor, seed=cfg.seed)
+                                             size_divisor=data.size_divisor, seed=cfg.seed, **train_loader_options(cfg))
         self.val_loader = build_dataloader(self.val_set, data.val_batch_size, data.num_workers, train=False,
                                            size_divisor=data.size_divisor)
         self.iters_per_epoch = len(self.train_loader)

@@ -40,7 +40,7 @@ def test_voc_one_based_inclusive_convention_and_quirks(tmp_path):
     np.testing.assert_allclose(b.boxes, [[89, 69, 100, 80]])  # clipped to the image
     sample = ds[0]
     assert sample.image.shape == (80, 100, 3) and sample.orig_size == (80, 100)
-    assert len(VOCDetection(str(tmp_path), "train", class_names=["cat", "dog"], keep_difficult=False).records[0].labels) == 2
+    assert len(VOCDetection(str(tmp_path), "train", class_names=["cat", "dog"], difficult="drop").records[0].labels) == 2
 
 
 def test_voc_errors_name_the_problem(tmp_path):

@@ -1,5 +1,10 @@
-from .base import DetectionDataset, ImageRecord, read_image
+from .base import DetectionDataset, ImageRecord, Problem, image_size, read_image
 from .coco import CocoDetection
 from .voc import VOC_CLASSES, VOCDetection
+from .wrappers import ConcatDataset, RepeatDataset
+from .yolo import YOLODetection
 
-__all__ = ["CocoDetection", "DetectionDataset", "ImageRecord", "VOCDetection", "VOC_CLASSES", "read_image"]
+__all__ = [
+    "CocoDetection", "ConcatDataset", "DetectionDataset", "ImageRecord", "Problem", "RepeatDataset", "VOCDetection",
+    "VOC_CLASSES", "YOLODetection", "image_size", "read_image",
+]

@@ -1,26 +1,28 @@
-"""Pascal VOC layout reader (VOCdevkit/VOC2007 and any custom set in the same layout).
+"""Pascal VOC layout reader (VOCdevkit/VOC2007, VOC2012 and any custom set in the same layout).
 
 Box convention: VOC XML gives 1-based, inclusive pixel indices (xmin=1 is the first column, xmax the
 last column inside the box). We convert to the project's continuous xyxy convention with
 x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax (detectron2 does the same), so that a box's width is
 xmax - xmin + 1 pixels. Writers (synthetic set, exports) apply the inverse.
+
+Real-world XML quirks are fixed and counted, and reported once per dataset: a foreign absolute
+<path> or a <filename> that differs from the file (ignored: the image is found by id), a missing
+<size> (read from the image), float coordinates (kept as floats), degenerate boxes (dropped),
+boxes reaching out of the image (clipped; dropped when nothing is left).
 """
 from __future__ import annotations
 
-import logging
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from ...errors import DatasetError, choices_text, did_you_mean
+from ...errors import ConfigError, DatasetError, choices_text, did_you_mean
 from ...registry import DATASETS
 from ...structures import Sample
-from .base import DetectionDataset, ImageRecord, sanitize_boxes
-
-log = logging.getLogger(__name__)
+from .base import DetectionDataset, ImageRecord, class_problem, image_size, sanitize_boxes
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -28,6 +30,7 @@ VOC_CLASSES = (
 )
 
 LAYOUT = "<root>/Annotations/<id>.xml, <root>/JPEGImages/<id>.jpg, <root>/ImageSets/Main/<split>.txt"
+DIFFICULT = ("ignore", "positive", "drop")
 
 
 @DATASETS.register()
@@ -37,10 +40,13 @@ class VOCDetection(DetectionDataset):
     Args:
         root: folder holding Annotations/, JPEGImages/ and ImageSets/Main/.
         split: name of the list file in ImageSets/Main (train, val, trainval, test).
-        class_names: the classes, in label order; an object of another class is an error.
-        keep_difficult: keep "difficult" objects as ignored instances (True) or drop them (False).
+        class_names: the classes, in label order; an object of another class is bad input.
+        difficult: what "difficult" objects become: "ignore" (default: ignored instances, neither
+            positive nor negative in training, crowd regions in COCO evaluation), "positive" (ordinary
+            objects), or "drop".
         img_ext: image file extension.
         transforms: callable applied to each `Sample`.
+        on_error: "error" or "skip" (see `DetectionDataset`).
     """
 
     def __init__(
@@ -48,15 +54,16 @@ class VOCDetection(DetectionDataset):
         root: str,
         split: str,
         class_names: Sequence[str] = VOC_CLASSES,
-        keep_difficult: bool = True,
+        difficult: str = "ignore",
         img_ext: str = ".jpg",
         transforms: Callable[[Sample], Sample] | None = None,
+        on_error: str = "error",
     ) -> None:
-        super().__init__(class_names, transforms)
+        super().__init__(class_names, transforms, on_error)
+        if difficult not in DIFFICULT:
+            raise ConfigError(f"VOCDetection.difficult: expected one of {', '.join(DIFFICULT)}, got '{difficult}'")
         self.root = Path(root).expanduser()
-        self.split = split
-        self.keep_difficult = keep_difficult
-        self.img_ext = img_ext
+        self.split, self.difficult, self.img_ext = split, difficult, img_ext
         if not self.root.is_dir():
             raise DatasetError(f"VOC dataset root not found: '{self.root}'. Expected the Pascal VOC layout {LAYOUT}")
         list_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
@@ -66,57 +73,90 @@ class VOCDetection(DetectionDataset):
                 f"VOC split list not found: '{list_file}'.{did_you_mean(split, found)} "
                 f"Splits there: {choices_text(found)}. Expected the layout {LAYOUT}"
             )
+        self.source = str(list_file)
         ids = [line.strip().split()[0] for line in list_file.read_text().splitlines() if line.strip()]
         self.class_to_label = {name: i for i, name in enumerate(self.class_names)}
-        self.dropped_boxes = 0
-        self.records = [self._parse(i, name) for i, name in enumerate(ids)]
-        if self.dropped_boxes:
-            log.warning("%s: dropped %d boxes with no area inside the image", list_file, self.dropped_boxes)
+        for index, name in enumerate(ids):
+            rec = self._parse(index, name)
+            if rec is not None:
+                self.records.append(rec)
+        self.settle()
 
-    def _parse(self, index: int, name: str) -> ImageRecord:
+    def _parse(self, index: int, name: str) -> ImageRecord | None:
         xml_path = self.root / "Annotations" / f"{name}.xml"
         # The image is found by id, not by <filename>/<path>: those often name another machine's files.
         img_path = self.root / "JPEGImages" / f"{name}{self.img_ext}"
         try:
             root = ET.parse(xml_path).getroot()
         except FileNotFoundError:
-            raise DatasetError(f"annotation file not found: {xml_path} (listed in ImageSets/Main/{self.split}.txt)") from None
+            self.problem(xml_path, f"annotation file not found: {xml_path} (listed in {self.source})", "missing_annotation", img_path)
+            return None
         except ET.ParseError as e:
-            raise DatasetError(f"cannot parse annotation file {xml_path}: {e}") from None
+            self.problem(xml_path, f"cannot parse annotation file {xml_path}: {e}", "unreadable_annotation", img_path)
+            return None
+        img_path = self._image_path(root, img_path)
+        height, width = self._size(root, xml_path, img_path)
+        if height <= 0:
+            return None
+        boxes, labels, ignore = [], [], []
+        for obj in root.iter("object"):
+            cls = (obj.findtext("name") or "").strip()
+            if cls not in self.class_to_label:
+                class_problem(self, xml_path, cls, img_path, did_you_mean(cls, self.class_names))
+                continue
+            difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true")
+            if difficult and self.difficult == "drop":
+                continue
+            box = self._box(obj, xml_path, cls, img_path)
+            if box is None:
+                return None
+            boxes.append(box)
+            labels.append(self.class_to_label[cls])
+            ignore.append(difficult and self.difficult == "ignore")
+        boxes, keep = sanitize_boxes(np.array(boxes, np.float32).reshape(-1, 4), width, height, self.quirks)
+        return ImageRecord(
+            image_id=index, path=img_path, height=height, width=width, boxes=boxes[keep],
+            labels=np.array(labels, np.int64)[keep], ignore=np.array(ignore, bool)[keep], annotation=str(xml_path),
+        )
+
+    def _image_path(self, root: ET.Element, img_path: Path) -> Path:
+        filename = (root.findtext("filename") or "").strip()
+        if filename and filename != img_path.name:
+            self.quirks.add("<filename> differs from the file name (ignored)")
+            if not img_path.exists() and (img_path.parent / filename).is_file():
+                self.quirks.add("images found by <filename> (another extension)")
+                return img_path.parent / filename
+        path = (root.findtext("path") or "").strip()
+        if path and os.path.abspath(path) != os.path.abspath(img_path):
+            self.quirks.add("foreign <path> (ignored)")
+        return img_path
+
+    def _size(self, root: ET.Element, xml_path: Path, img_path: Path) -> tuple[int, int]:
         size = root.find("size")
         try:
             width, height = int(float(size.findtext("width"))), int(float(size.findtext("height")))
         except (AttributeError, TypeError, ValueError):
             width = height = 0
-        if width <= 0 or height <= 0:
-            try:
-                with Image.open(img_path) as im:  # reads the header only
-                    width, height = im.size
-            except OSError as e:
-                raise DatasetError(f"{xml_path} has no <size> and its image {img_path} is unreadable: {e}") from None
-        boxes, labels, ignore = [], [], []
-        for obj in root.iter("object"):
-            cls = (obj.findtext("name") or "").strip()
-            if cls not in self.class_to_label:
-                raise DatasetError(
-                    f"{xml_path}: object class '{cls}' is not in the config's class_names.{did_you_mean(cls, self.class_names)} "
-                    f"class_names: {choices_text(self.class_names)}"
-                )
-            difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true")
-            if difficult and not self.keep_difficult:
-                continue
-            bnd = obj.find("bndbox")
-            try:
-                xmin, ymin, xmax, ymax = (float(bnd.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-            except (AttributeError, TypeError, ValueError):
-                raise DatasetError(f"{xml_path}: an object of class '{cls}' has a missing or non-numeric <bndbox>") from None
-            boxes.append([xmin - 1, ymin - 1, xmax, ymax])
-            labels.append(self.class_to_label[cls])
-            ignore.append(difficult)
-        boxes = np.array(boxes, np.float32).reshape(-1, 4)
-        boxes, keep = sanitize_boxes(boxes, width, height)
-        self.dropped_boxes += int((~keep).sum())
-        return ImageRecord(
-            image_id=index, path=img_path, height=height, width=width, boxes=boxes[keep],
-            labels=np.array(labels, np.int64)[keep], ignore=np.array(ignore, bool)[keep],
-        )
+        if width > 0 and height > 0:
+            return height, width
+        try:
+            height, width = image_size(img_path)
+        except OSError as e:
+            kind = "missing_image" if not img_path.exists() else "unreadable_image"
+            self.problem(img_path, f"{xml_path} has no <size> and its image {img_path} is unreadable: {e}", kind, img_path)
+            return 0, 0
+        self.quirks.add("<size> missing (read from the image)")
+        return height, width
+
+    def _box(self, obj: ET.Element, xml_path: Path, cls: str, img_path: Path) -> list[float] | None:
+        bnd = obj.find("bndbox")
+        try:
+            texts = [bnd.findtext(k).strip() for k in ("xmin", "ymin", "xmax", "ymax")]
+            xmin, ymin, xmax, ymax = (float(t) for t in texts)
+        except (AttributeError, TypeError, ValueError):
+            self.problem(xml_path, f"{xml_path}: an object of class '{cls}' has a missing or non-numeric <bndbox>",
+                         "unreadable_annotation", img_path)
+            return None
+        if any(not t.lstrip("-").isdigit() for t in texts):
+            self.quirks.add("boxes with float coordinates")
+        return [xmin - 1, ymin - 1, xmax, ymax]

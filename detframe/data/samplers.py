@@ -1,0 +1,126 @@
+"""Samplers: which images make each batch, and the per-sample facts that must be decided in the
+main process to survive persistent workers and resumes.
+
+The training batch sampler yields `SampleKey`s rather than bare indices. Each key carries the
+sample's random seed (drawn from the loader's generator, which the runner reseeds from (seed, epoch)
+every epoch), so augmentation is a function of (seed, epoch, position) alone: the same for any
+number of workers, with or without persistent workers, and after a resume. It also carries the
+batch's input size (multi-scale training) and the names of transforms to skip
+(`PipelineSwitchHook` turns mosaic off for the last epochs; workers learn it from the keys).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+
+class SampleKey(NamedTuple):
+    """What `DetectionDataset.__getitem__` receives from the training sampler."""
+
+    index: int
+    seed: int | None = None
+    size: int | None = None  # rescale the sample so its longer side is this (multi-scale); None: as the pipeline made it
+    skip: tuple[str, ...] = ()  # names of transforms to leave out
+
+
+class TrainBatchSampler(Sampler[list[SampleKey]]):
+    """Shuffled batches of `SampleKey`s.
+
+    Args:
+        num_samples: the dataset's length.
+        batch_size: images per batch (per process when distributed).
+        generator: the DataLoader's generator: the permutation (as RandomSampler draws it), the seeds
+            and the multi-scale sizes all come from it.
+        drop_last: drop the last incomplete batch.
+        sampler: an index sampler to take the order from instead (a DistributedSampler).
+        group_ids: [num_samples] group of each image (aspect ratio: 0 landscape, 1 portrait); batches
+            are then formed within a group as far as possible (torchvision's GroupedBatchSampler, whose
+            leftovers are batched together at the end so the number of batches does not change).
+        multi_scale: (min, max): each batch gets a random size in this range, a multiple of `step`.
+        step: the multi-scale size step.
+        rank: this process's rank, mixed into the seeds.
+        keyed: yield `SampleKey`s (for `DetectionDataset`s); False: plain indices.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, generator: torch.Generator, drop_last: bool = True,
+                 sampler: Sampler[int] | None = None, group_ids: Sequence[int] | None = None,
+                 multi_scale: Sequence[int] | None = None, step: int = 32, rank: int = 0, keyed: bool = True) -> None:
+        self.num_samples, self.batch_size, self.generator = num_samples, batch_size, generator
+        self.drop_last, self.sampler, self.rank, self.keyed = drop_last, sampler, rank, keyed
+        self.group_ids = None if group_ids is None else np.asarray(group_ids)
+        self.sizes = None
+        if multi_scale is not None:
+            lo, hi = int(multi_scale[0]), int(multi_scale[1])
+            self.sizes = list(range(math.ceil(lo / step) * step, hi + 1, step)) or [lo]
+        self.epoch = 0
+        self.skip: tuple[str, ...] = ()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def _count(self) -> int:
+        return len(self.sampler) if self.sampler is not None else self.num_samples
+
+    def __len__(self) -> int:
+        n = self._count()
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        if self.sampler is not None:
+            indices = list(self.sampler)
+        else:
+            indices = torch.randperm(self.num_samples, generator=self.generator).tolist()
+        base = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        batches = self._batches(indices)
+        sizes = [None] * len(batches)
+        if self.sizes is not None:
+            picks = torch.randint(0, len(self.sizes), (len(batches),), generator=self.generator).tolist()
+            sizes = [self.sizes[p] for p in picks]
+        if not self.keyed:
+            yield from batches
+            return
+        position = 0
+        for batch, size in zip(batches, sizes):
+            seeds = np.random.SeedSequence([base, self.rank, self.epoch, position]).generate_state(len(batch))
+            position += len(batch)
+            yield [SampleKey(int(i), int(s), size, self.skip) for i, s in zip(batch, seeds)]
+
+    def _batches(self, indices: list[int]) -> list[list[int]]:
+        bs = self.batch_size
+        if self.group_ids is None:
+            batches = [indices[i:i + bs] for i in range(0, len(indices), bs)]
+        else:
+            batches, buckets = [], {}
+            for i in indices:
+                bucket = buckets.setdefault(int(self.group_ids[i]), [])
+                bucket.append(i)
+                if len(bucket) == bs:
+                    batches.append(bucket)
+                    buckets[int(self.group_ids[i])] = []
+            rest = [i for bucket in buckets.values() for i in bucket]
+            batches += [rest[i:i + bs] for i in range(0, len(rest), bs)]
+        if self.drop_last and batches and len(batches[-1]) < bs:
+            batches.pop()
+        return batches
+
+
+class InferenceSampler(Sampler[int]):
+    """This rank's contiguous share of the indices, without padding (DistributedSampler repeats
+    images to even out the shards, which would count them twice in an evaluation)."""
+
+    def __init__(self, num_samples: int, rank: int, world_size: int) -> None:
+        per_rank = math.ceil(num_samples / world_size)
+        self.indices = range(min(rank * per_rank, num_samples), min((rank + 1) * per_rank, num_samples))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
