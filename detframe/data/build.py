@@ -29,10 +29,11 @@ GENERATORS = {"shapes": ensure_shapes}
 NESTED = {"datasets", "dataset"}
 
 
-def build_dataset(data_cfg: DictConfig, split: str, pipeline_cfg: Any, check: str | None = None) -> Dataset:
+def build_dataset(data_cfg: DictConfig, split: str, pipeline_cfg: Any, check: str | None = None,
+                  on_error: str | None = None) -> Dataset:
     """Build `data.<split>` with the class list of `data` and the transform list `pipeline_cfg`,
-    check it (`data.check`, unless `check` overrides it) under the `data.on_error` policy, and
-    cache its images when `data.cache` asks for it."""
+    check it (`data.check`, unless `check` overrides it) under the `data.on_error` policy (unless
+    `on_error` overrides it), and cache its images when `data.cache` asks for it."""
     if data_cfg.get("generate"):
         name = data_cfg.generate
         if name not in GENERATORS:
@@ -40,7 +41,7 @@ def build_dataset(data_cfg: DictConfig, split: str, pipeline_cfg: Any, check: st
         GENERATORS[name](data_cfg.root)
     if split not in data_cfg or data_cfg[split] is None:
         raise ConfigError(f"data.{split}: the data config defines no '{split}' dataset")
-    options = {"class_names": list(data_cfg.class_names), "on_error": data_cfg.get("on_error", "error")}
+    options = {"class_names": list(data_cfg.class_names), "on_error": on_error or data_cfg.get("on_error", "error")}
     dataset = _build_node(data_cfg[split], options, transforms=build_pipeline(pipeline_cfg))
     if isinstance(dataset, DetectionDataset):
         report = check_dataset(dataset, f"data.{split}", check or data_cfg.get("check", "quick"))
