@@ -62,12 +62,20 @@ def check_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(args: list[str]) -> int:
+    own, rest = split_args(args, CHECK_KEYS)
+    quiet = logging.getLogger("detframe")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # the report says what the start-up log lines would
+    try:
+        return _check_splits(own, compose_config(rest))
+    finally:
+        quiet.setLevel(level)
+
+
+def _check_splits(own: dict[str, str], cfg: DictConfig) -> int:
     from .build import build_dataset
     from .check import check_dataset, format_report
 
-    own, rest = split_args(args, CHECK_KEYS)
-    logging.getLogger("detframe").setLevel(logging.WARNING)  # the report says what the start-up log lines would
-    cfg = compose_config(rest)
     policy = cfg.data.get("on_error", "error")
     errors = 0
     for split in [s for s in own["splits"].split(",") if s]:
