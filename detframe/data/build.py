@@ -131,7 +131,16 @@ def build_dataloader(
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=num_workers > 0 and (persistent_workers is None or persistent_workers),
         generator=generator,
+        worker_init_fn=_worker_init,
     )
+
+
+def _worker_init(worker_id: int) -> None:
+    """OpenCV's own thread pool in every worker oversubscribes the CPU (torch already uses one thread
+    per worker); the workers are the parallelism."""
+    import cv2
+
+    cv2.setNumThreads(0)
 
 
 def train_loader_options(cfg: DictConfig) -> dict[str, Any]:
