@@ -4,7 +4,8 @@
    process, image decoding included, against a baseline composed directly with albumentations from the
    same operations in the same run (albumentations' nearest equivalents where it lacks one: Affine
    zoom-out for Expand, RandomSizedBBoxSafeCrop for the min-IoU crop, A.Mosaic for the mosaic).
-   The two are interleaved, `--repeats` rounds each, and the medians compared.
+   The two alternate image by image (so that load from other processes hits both alike), over
+   `--repeats` rounds; the median ratio is reported.
 2. Whether the loader with 2 workers is the bottleneck of an SSD300 (VGG16) training step here: the
    loader's rate alone, the step's rate alone, and the time a training loop waits for data.
 
@@ -96,23 +97,27 @@ class Baseline:
         return out
 
 
-def rate(fn, indices) -> float:
-    start = time.perf_counter()
+def paired_round(ours, baseline, indices) -> tuple[float, float]:
+    """images/s of both over `indices`, alternating image by image so that both see the same load."""
+    t_ours = t_base = 0.0
     for i in indices:
-        fn(i)
-    return len(indices) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        ours(i)
+        middle = time.perf_counter()
+        baseline(i)
+        t_ours, t_base = t_ours + middle - start, t_base + time.perf_counter() - middle
+    return len(indices) / t_ours, len(indices) / t_base
 
 
 def compare(name: str, ours, baseline, indices, repeats: int) -> None:
-    rate(ours, indices[:4]), rate(baseline, indices[:4])  # warm-up (imports, caches)
-    r_ours, r_base = [], []
-    for _ in range(repeats):  # interleaved, so that load from other processes hits both alike
-        r_ours.append(rate(ours, indices))
-        r_base.append(rate(baseline, indices))
-    m_ours, m_base = statistics.median(r_ours), statistics.median(r_base)
+    paired_round(ours, baseline, indices[:4])  # warm-up (imports, caches)
+    rounds = [paired_round(ours, baseline, indices) for _ in range(repeats)]
+    m_ours, m_base = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
+    ratio = statistics.median(r[0] / r[1] for r in rounds)
     print(f"{name:<5} pipeline, 1 process, decode included: detframe {m_ours:6.1f} img/s   "
-          f"albumentations baseline {m_base:6.1f} img/s   ratio {m_ours / m_base:.2f}x "
-          f"(median of {repeats}; rounds: ours {min(r_ours):.0f}-{max(r_ours):.0f}, baseline {min(r_base):.0f}-{max(r_base):.0f})")
+          f"albumentations baseline {m_base:6.1f} img/s   ratio {ratio:.2f}x (median of {repeats} rounds of "
+          f"{len(indices)} images, alternating image by image; round ratios {min(r[0] / r[1] for r in rounds):.2f}-"
+          f"{max(r[0] / r[1] for r in rounds):.2f})")
 
 
 def pipelines(root: str, repeats: int, count: int) -> None:

@@ -100,7 +100,7 @@ class DetectionDataset(Dataset):
     def __init__(self, class_names: Sequence[str], transforms: Callable[[Sample], Sample] | None = None,
                  on_error: str = "error") -> None:
         if on_error not in ON_ERROR:
-            raise ConfigError(f"on_error: expected 'error' or 'skip', got '{on_error}'")
+            raise ConfigError(f"data.on_error: expected 'error' or 'skip', got '{on_error}'")
         self.class_names = list(class_names)
         self.transforms = transforms
         self.on_error = on_error
