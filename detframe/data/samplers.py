@@ -34,8 +34,8 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
     Args:
         num_samples: the dataset's length.
         batch_size: images per batch (per process when distributed).
-        generator: the DataLoader's generator: the permutation (as RandomSampler draws it), the seeds
-            and the multi-scale sizes all come from it.
+        generator: the DataLoader's generator: the permutation (as RandomSampler draws it from a freshly
+            seeded generator), the seeds and the multi-scale sizes all come from its seed and the epoch.
         drop_last: drop the last incomplete batch.
         sampler: an index sampler to take the order from instead (a DistributedSampler).
         group_ids: [num_samples] group of each image (aspect ratio: 0 landscape, 1 portrait); batches
@@ -73,15 +73,20 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
+        # A private generator from the seed last given to the loader's one (the runner reseeds it from
+        # (seed, epoch) every epoch) and the epoch of set_epoch: the draws the DataLoader itself makes from
+        # its generator (a worker seed, only when it starts workers) then cannot shift the order, so a
+        # resumed run with persistent workers sees the same order as an uninterrupted one.
+        generator = torch.Generator().manual_seed(self.generator.initial_seed() + self.epoch)
         if self.sampler is not None:
             indices = list(self.sampler)
         else:
-            indices = torch.randperm(self.num_samples, generator=self.generator).tolist()
-        base = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+            indices = torch.randperm(self.num_samples, generator=generator).tolist()
+        base = int(torch.randint(0, 2**62, (1,), generator=generator))
         batches = self._batches(indices)
         sizes = [None] * len(batches)
         if self.sizes is not None:
-            picks = torch.randint(0, len(self.sizes), (len(batches),), generator=self.generator).tolist()
+            picks = torch.randint(0, len(self.sizes), (len(batches),), generator=generator).tolist()
             sizes = [self.sizes[p] for p in picks]
         if not self.keyed:
             yield from batches

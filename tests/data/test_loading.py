@@ -30,6 +30,30 @@ def test_training_order_is_randomsampler_s():
         assert len({k.seed for batch in keys for k in batch}) == 20  # a seed per sample
 
 
+def test_order_depends_only_on_the_seed_and_epoch():
+    g = torch.Generator().manual_seed(7)
+    sampler = TrainBatchSampler(23, 4, g)
+    first = list(sampler)
+    torch.randint(0, 10, (5,), generator=g)  # what DataLoader draws when it starts workers
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
+def test_a_resumed_epoch_sees_the_same_batches_with_persistent_workers(tiny_shapes):
+    dataset = shapes(tiny_shapes, YOLO_LIKE)
+
+    def run(epochs):
+        loader = build_dataloader(dataset, 4, 2, train=True, size_divisor=32, seed=0)
+        for epoch in epochs:
+            loader.generator.manual_seed(epoch)  # as the runner does
+            batches = [(b.image_ids, b.images) for b in loader]
+        return batches
+
+    whole, resumed = run([0, 1]), run([1])
+    assert all(a[0] == b[0] and torch.equal(a[1], b[1]) for a, b in zip(whole, resumed))
+
+
 def test_augmentation_is_the_same_for_any_number_of_workers(tiny_shapes):
     dataset = shapes(tiny_shapes, YOLO_LIKE)
 
