@@ -135,3 +135,13 @@ def test_keys_and_plain_indices_give_the_same_sample_without_randomness(tiny_sha
     a, b = dataset[2], dataset[SampleKey(2, 123)]
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+def test_keyed_reads_in_the_main_process_leave_its_random_streams_alone(tiny_shapes):
+    dataset = shapes(tiny_shapes, [{"type": "RandomHorizontalFlip", "p": 0.5}, {"type": "Resize", "size": 64}])
+    np.random.seed(7)
+    expected = np.random.random(3)
+    np.random.seed(7)
+    first = dataset[SampleKey(1, 99)]
+    assert np.array_equal(np.random.random(3), expected)  # numpy's stream as if nothing was loaded
+    np.testing.assert_array_equal(dataset[SampleKey(1, 99)].image, first.image)  # and the sample reproducible

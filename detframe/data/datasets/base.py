@@ -12,7 +12,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from ...errors import ConfigError, DatasetError, choices_text
 from ...structures import Sample
@@ -179,9 +179,21 @@ class DetectionDataset(Dataset):
         which also carries the sample's random seed, the batch's size (multi-scale training) and
         the transforms to skip (PipelineSwitchHook)."""
         index, seed, size, skip = key if isinstance(key, tuple) else (key, None, None, ())
-        if seed is not None:
-            np.random.seed(seed)
-            random.seed(seed)
+        if seed is None:
+            return self._transformed(index, size, skip)
+        # A loader worker's generators are ours to reset; in the main process (num_workers=0) the
+        # training code's own numpy/random streams must not depend on data loading: put them back.
+        saved = None if get_worker_info() is not None else (np.random.get_state(), random.getstate())
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            return self._transformed(index, size, skip)
+        finally:
+            if saved is not None:
+                np.random.set_state(saved[0])
+                random.setstate(saved[1])
+
+    def _transformed(self, index: int, size: int | None, skip: Sequence[str]) -> Sample:
         sample = self.load_sample(index)
         if isinstance(self.transforms, Compose):
             sample = self.transforms(sample, source=self, skip=skip)
