@@ -35,7 +35,8 @@ def build_evaluator(cfg: Mapping | DictConfig, dataset: Any) -> EvaluatorGroup:
     if cfg is None or len(cfg) == 0:
         raise ConfigError("evaluator: no evaluator configured; choose one, e.g. evaluator=coco or evaluator=[coco,voc07]")
     if "type" in cfg:
-        return EvaluatorGroup({str(cfg.get("prefix", "") or "eval"): EVALUATORS.build(cfg, dataset=dataset)})
+        evaluator = EVALUATORS.build(cfg, dataset=dataset)
+        return EvaluatorGroup({str(getattr(evaluator, "prefix", "eval")): evaluator})
     evaluators = {}
     for name, node in cfg.items():
         if node is None:
@@ -43,7 +44,10 @@ def build_evaluator(cfg: Mapping | DictConfig, dataset: Any) -> EvaluatorGroup:
         if not isinstance(node, (Mapping, DictConfig)) or "type" not in node:
             raise ConfigError(f"evaluator.{name}: expected an evaluator node with a 'type' key, got {node!r}. "
                               f"Known evaluator types: {', '.join(EVALUATORS.keys())}")
-        target = EVALUATORS.get(node["type"])
+        try:
+            target = EVALUATORS.get(node["type"])
+        except ConfigError as e:
+            raise ConfigError(f"evaluator.{name}.type: {e}") from None
         takes_prefix = "prefix" in inspect.signature(target).parameters
         parts = {"prefix": str(name)} if takes_prefix and "prefix" not in node else {}
         evaluators[str(name)] = EVALUATORS.build(node, dataset=dataset, **parts)

@@ -75,7 +75,7 @@ class ConfusionMatrix(DetectionEvaluator):
         super().__init__(dataset, prefix)
         for key, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
             if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{prefix}.{key}: expected a value in [0, 1], got {value}")
+                raise ConfigError(f"evaluator.{prefix}.{key}: expected a value in [0, 1], got {value}")
         self.score_threshold, self.iou_threshold = float(score_threshold), float(iou_threshold)
         self.matrix: np.ndarray | None = None
 

@@ -72,10 +72,14 @@ class RankedDetections:
     fp: np.ndarray  # bool [n] (a detection can be neither: matched to an ignored box)
     num_pos: int  # ground-truth boxes that count (not ignored)
 
-    def curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """(recall [n], precision [n]) after each ranked detection."""
+    def curve(self, monotone: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(recall [n], precision [n]) after each ranked detection; with `monotone`, the precision
+        envelope (the highest precision at this recall or beyond), whose area is VOC12's AP."""
         tp, fp = np.cumsum(self.tp), np.cumsum(self.fp)
-        return tp / max(self.num_pos, 1), tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        if monotone and len(precision):
+            precision = np.maximum.accumulate(precision[::-1])[::-1]
+        return tp / max(self.num_pos, 1), precision
 
     def counts_at_thresholds(self, num_thresholds: int = 101) -> dict[str, np.ndarray]:
         """TensorBoard's raw PR-curve data: counts of detections with score >= t for t = 0 .. 1."""

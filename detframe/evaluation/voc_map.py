@@ -164,9 +164,9 @@ class VOCEvaluator(DetectionEvaluator):
     def __init__(self, dataset: Any, prefix: str = "voc07", metric: str = "voc07", iou_threshold: float = 0.5) -> None:
         super().__init__(dataset, prefix)
         if metric not in METRICS:
-            raise ConfigError(f"{prefix}.metric: expected one of {', '.join(METRICS)}, got '{metric}'")
+            raise ConfigError(f"evaluator.{prefix}.metric: expected one of {', '.join(METRICS)}, got '{metric}'")
         if not 0.0 <= iou_threshold <= 1.0:
-            raise ConfigError(f"{prefix}.iou_threshold: expected a value in [0, 1], got {iou_threshold}")
+            raise ConfigError(f"evaluator.{prefix}.iou_threshold: expected a value in [0, 1], got {iou_threshold}")
         self.metric, self.iou_threshold = metric, float(iou_threshold)
         self.result: VocResult | None = None
 
