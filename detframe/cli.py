@@ -373,6 +373,8 @@ def _class_check(saved: list[str], now: list[str]) -> None:
 
 
 def run_eval(args: Sequence[str]) -> dict[str, float]:
+    import torch.distributed
+
     from .evaluation import build_evaluator, is_main_process, load_results
     from .registry import import_modules
 
@@ -407,6 +409,8 @@ def run_eval(args: Sequence[str]) -> dict[str, float]:
         source, default_out = results, results.parent / f"{results.stem}_eval"
     if is_main_process():
         _write_eval_outputs(own, cfg, evaluator, metrics, source, dataset, split, Path(own.get("out") or default_out))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return metrics
 
 
@@ -445,10 +449,7 @@ def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset, evaluator, 
     model = build_detector(cfg.model)
     model.load_state_dict(state.get("model", state))
     model.to(device)
-    metrics = run_evaluation(model, loader, evaluator, device)
-    if distributed:
-        dist.destroy_process_group()
-    return metrics
+    return run_evaluation(model, loader, evaluator, device)
 
 
 def _write_eval_outputs(own: dict[str, str], cfg: DictConfig, evaluator, metrics: dict[str, float], source: Path,

@@ -25,8 +25,7 @@ from .coco_eval import (AREA_LABELS, COCO_METRICS, RECALL_THRESHOLDS, CocoEvalRe
                         summary_text)
 from .ground_truth import GroundTruth
 from .predictions import Predictions, to_coco_results
-from .report import (RankedDetections, Table, add_pr_curves, atomic_save_figure, atomic_write_json, atomic_write_text,
-                     safe_name)
+from .report import RankedDetections, Table, add_pr_curves, atomic_save_figure, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ class CocoEvaluator(DetectionEvaluator):
         return ranked_at_iou50(self.gt, self.result, self.predictions)
 
     def write_report(self, out_dir: Path, writer: Any = None, step: int = 0, plots: bool = True) -> list[Path]:
-        from ..vis import pr_curve_figure, pr_curves_figure
+        from ..vis import pr_grid_figure, pr_curves_figure
 
         table = self.class_table()
         if table is None:
@@ -127,9 +126,8 @@ class CocoEvaluator(DetectionEvaluator):
             mean = (RECALL_THRESHOLDS, np.mean([p for _, p in curves.values()], axis=0)) if curves else None
             fig = pr_curves_figure(curves, ap50, f"{self.prefix}: precision-recall at IoU=0.50", mean, ap_name="AP50")
             files.append(atomic_save_figure(fig, out_dir / f"{self.prefix}_pr_curves.png"))
-            for name, (recall, precision) in curves.items():
-                fig = pr_curve_figure(recall, precision, f"{self.prefix} {name}: IoU=0.50, AP50 {ap50[name]:.3f}")
-                files.append(atomic_save_figure(fig, out_dir / "pr_curves" / self.prefix / f"{safe_name(name)}.png"))
+            fig = pr_grid_figure(curves, ap50, f"{self.prefix}: IoU=0.50", ap_name="AP50")
+            files.append(atomic_save_figure(fig, out_dir / f"{self.prefix}_pr_per_class.png", dpi=90, tight=False))
         return files
 
 

@@ -111,9 +111,9 @@ def atomic_write_json(path: Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
-def atomic_save_figure(figure: Any, path: Path, dpi: int = 110) -> Path:
-    """Save a matplotlib Figure as PNG atomically."""
-    return _atomic(path, lambda f: figure.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
+def atomic_save_figure(figure: Any, path: Path, dpi: int = 110, tight: bool = True) -> Path:
+    """Save a matplotlib Figure as PNG atomically (`tight`: crop to the drawn content, one more draw)."""
+    return _atomic(path, lambda f: figure.savefig(f, format="png", dpi=dpi, bbox_inches="tight" if tight else None))
 
 
 def _atomic(path: Path, write) -> Path:
@@ -136,8 +136,3 @@ def tensorboard_writer(runner: Any) -> Any:
         if getattr(hook, "writer", None) is not None:
             return hook.writer
     return None
-
-
-def safe_name(name: str) -> str:
-    """A class name usable as a file name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -34,8 +34,7 @@ from .base import DetectionEvaluator
 from .coco_eval import group_pairs
 from .ground_truth import GroundTruth
 from .predictions import Predictions
-from .report import (RankedDetections, Table, add_pr_curves, atomic_save_figure, atomic_write_json, atomic_write_text,
-                     safe_name)
+from .report import RankedDetections, Table, add_pr_curves, atomic_save_figure, atomic_write_json, atomic_write_text
 
 METRICS = ("voc07", "voc12")
 VOC07_RECALLS = np.arange(0.0, 1.1, 0.1)
@@ -192,7 +191,7 @@ class VOCEvaluator(DetectionEvaluator):
                 for k, name in enumerate(self.gt.category_names)]
 
     def write_report(self, out_dir: Path, writer: Any = None, step: int = 0, plots: bool = True) -> list[Path]:
-        from ..vis import pr_curve_figure, pr_curves_figure
+        from ..vis import pr_grid_figure, pr_curves_figure
 
         table = self.class_table()
         if table is None:
@@ -207,7 +206,6 @@ class VOCEvaluator(DetectionEvaluator):
             ap = {name: float(self.result.ap[k]) for k, name in enumerate(self.gt.category_names)}
             title = f"{self.prefix}: precision-recall at IoU={self.iou_threshold:g}"
             files.append(atomic_save_figure(pr_curves_figure(curves, ap, title), out_dir / f"{self.prefix}_pr_curves.png"))
-            for name, (recall, precision) in curves.items():
-                fig = pr_curve_figure(recall, precision, f"{self.prefix} {name}: AP {ap[name]:.3f}")
-                files.append(atomic_save_figure(fig, out_dir / "pr_curves" / self.prefix / f"{safe_name(name)}.png"))
+            fig = pr_grid_figure(curves, ap, title)
+            files.append(atomic_save_figure(fig, out_dir / f"{self.prefix}_pr_per_class.png", dpi=90, tight=False))
         return files

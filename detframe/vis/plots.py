@@ -41,13 +41,33 @@ def pr_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], ap: dict[
     return fig
 
 
-def pr_curve_figure(recall: np.ndarray, precision: np.ndarray, title: str) -> Figure:
-    """One class's precision-recall curve."""
-    fig = Figure(figsize=(5, 4.5))
-    ax = fig.subplots()
-    ax.plot(recall, precision, linewidth=1.5)
-    ax.fill_between(recall, precision, alpha=0.15, step=None)
-    _pr_axes(ax, title)
+def pr_grid_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], ap: dict[str, float], title: str,
+                   ap_name: str = "AP") -> Figure:
+    """One small panel per class (recall 0..1 across, precision 0..1 up), its AP above it.
+
+    The panels are drawn into a single Axes at offsets rather than as one Axes each: 80 classes render
+    in about a second instead of ten, which matters when every evaluation writes them.
+    """
+    from matplotlib.patches import Rectangle
+
+    n = max(len(curves), 1)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(max(1.9 * cols, 4.0), 1.7 * rows + 0.6))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.7 / (1.7 * rows + 0.6)))
+    step_x, step_y = 1.15, 1.3
+    for i, (name, (recall, precision)) in enumerate(curves.items()):
+        x0, y0 = (i % cols) * step_x, (rows - 1 - i // cols) * step_y
+        ax.add_patch(Rectangle((x0, y0), 1, 1, fill=False, linewidth=0.6, edgecolor="0.5"))
+        ax.plot([x0, x0 + 1, np.nan, x0 + 0.5, x0 + 0.5], [y0 + 0.5, y0 + 0.5, np.nan, y0, y0 + 1], linewidth=0.3, color="0.85")
+        ax.fill_between(x0 + recall, y0, y0 + precision, alpha=0.15, color="C0", linewidth=0)
+        ax.plot(x0 + recall, y0 + precision, linewidth=1, color="C0")
+        ax.text(x0 + 0.5, y0 + 1.04, f"{name}  {ap_name} {ap.get(name, float('nan')):.3f}", ha="center", va="bottom",
+                fontsize=7, clip_on=False)
+    ax.set_xlim(-0.05, cols * step_x - 0.1)
+    ax.set_ylim(-0.05, rows * step_y - 0.1)
+    ax.axis("off")
+    fig.suptitle(f"{title}\nper class: recall 0-1 across, precision 0-1 up", fontsize=9)
     return fig
 
 

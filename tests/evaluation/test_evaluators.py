@@ -92,7 +92,7 @@ def test_reports_files_and_tensorboard(val_set, tmp_path):
     names = {p.relative_to(tmp_path).as_posix() for p in files}
     assert {"metrics.json", "report.md", "coco_per_class.json", "coco_per_class.md", "coco_pr_curves.png",
             "voc07_per_class.md", "voc07_pr_curves.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
-            "confusion_matrix.json", "pr_curves/voc07/circle.png"} <= names
+            "confusion_matrix.json", "voc07_pr_per_class.png", "coco_pr_per_class.png"} <= names
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["epoch"] == 3 and saved["metrics"]["voc07/mAP"] == group.metrics["voc07/mAP"]
     per_class = json.loads((tmp_path / "voc07_per_class.json").read_text())
