@@ -47,8 +47,8 @@ class _Matches:
     category: np.ndarray  # int64 [N] category index
     rank: np.ndarray  # int64 [N] rank by score within its (image, category)
     score: np.ndarray  # float64 [N]
-    matched: np.ndarray  # bool [N, A, T] dtm != 0
-    ignore: np.ndarray  # bool [N, A, T] dtIg
+    matched: np.ndarray  # bool [A, T, N] dtm != 0
+    ignore: np.ndarray  # bool [A, T, N] dtIg
     num_pos: np.ndarray  # int64 [K, A] non-ignored ground truth
 
 
@@ -63,14 +63,17 @@ def coco_evaluate(gt: GroundTruth, preds: Predictions, max_dets: tuple[int, ...]
 def _evaluate(gt: GroundTruth, preds: Predictions, max_det: int) -> _Matches:
     """COCOeval.evaluate: per-detection match and ignore flags for every area range and IoU threshold."""
     num_images, num_cats = len(gt.image_ids), len(gt.category_ids)
+    det_cat, det_img = gt.category_index(preds.category_id), gt.image_rank(preds.image_id)
     # Like pycocotools' _prepare: only detections on evaluated images and categories count.
-    preds = preds.select(np.isin(preds.image_id, gt.image_ids) & np.isin(preds.category_id, gt.category_ids))
-    det_group = gt.category_index(preds.category_id) * num_images + gt.image_rank(preds.image_id)
+    known = (det_cat >= 0) & (det_img >= 0)
+    if not known.all():
+        preds, det_cat, det_img = preds.select(known), det_cat[known], det_img[known]
+    det_group = det_cat * num_images + det_img
     gt_group = gt.category_index(gt.category_id) * num_images + gt.image_rank(gt.image_id)
 
     # Detections by (category, image), best score first, ties in input order (mergesort in pycocotools);
     # only the first max_det of each group take part (computeIoU/evaluateImg truncate there).
-    order = np.lexsort((-preds.score, det_group))
+    order = rank_order(det_group, preds.score)
     det_group, rank = det_group[order], _rank_in_group(det_group[order])
     keep = rank < max_det
     order, det_group, rank = order[keep], det_group[keep], rank[keep]
@@ -82,11 +85,30 @@ def _evaluate(gt: GroundTruth, preds: Predictions, max_det: int) -> _Matches:
     matched, ignore = _match(det_group, det_box, gt_group, gt.bbox[gt_order], gt.iscrowd[gt_order],
                              gt_ignore, gt.ann_ids[gt_order])
     det_area = det_box[:, 2] * det_box[:, 3]  # loadRes: area = w * h
-    outside = (det_area[:, None] < AREA_RANGES[:, 0]) | (det_area[:, None] > AREA_RANGES[:, 1])  # [N, A]
-    ignore |= ~matched & outside[:, :, None]
+    outside = (det_area < AREA_RANGES[:, :1]) | (det_area > AREA_RANGES[:, 1:])  # [A, N]
+    ignore |= ~matched & outside[:, None, :]
     num_pos = np.zeros((num_cats, len(AREA_RANGES)), np.int64)
     np.add.at(num_pos, gt_group // num_images, ~gt_ignore)
     return _Matches(det_group // num_images, rank, det_score, matched, ignore, num_pos)
+
+
+def rank_order(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Indices sorting by group ascending, then score descending, ties in input order: the same result
+    as np.lexsort((-score, group)) (a stable merge sort of floats), from two unstable sorts (numpy's SIMD
+    quicksort) on keys made unique: about twice as fast on 500k detections.
+    """
+    n = len(score)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    by_score = np.argsort(-score)
+    ranked = score[by_score]
+    distinct = np.cumsum(np.r_[0, ranked[1:] != ranked[:-1]])  # 0 for the highest score, equal scores equal
+    score_rank = np.empty(n, np.int64)
+    score_rank[by_score] = distinct
+    span = (int(group.max()) + 1) * (int(distinct[-1]) + 1)
+    if span >= (1 << 62) // n:  # the unique key would overflow int64: take the slower stable sort
+        return np.lexsort((-score, group))
+    return np.argsort((group * (int(distinct[-1]) + 1) + score_rank) * n + np.arange(n))
 
 
 def _rank_in_group(sorted_groups: np.ndarray) -> np.ndarray:
@@ -116,12 +138,20 @@ def box_iou_xywh(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarr
 
 
 def group_pairs(det_group: np.ndarray, gt_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (detection, ground truth) index pairs with the same group id; both arrays sorted by group.
+    """All (detection, ground truth) index pairs with the same group id; `gt_group` sorted.
 
     Returns (det_index, gt_index), ordered by detection, then ground truth.
     """
-    starts = np.searchsorted(gt_group, det_group, side="left")
-    counts = np.searchsorted(gt_group, det_group, side="right") - starts
+    if len(det_group) == 0 or len(gt_group) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    top = int(max(det_group.max(), gt_group.max())) + 1
+    if top <= 1 << 24:  # a table per group id: O(N) instead of a binary search per detection
+        counts_per_group = np.bincount(gt_group, minlength=top)
+        counts = counts_per_group[det_group]
+        starts = (np.cumsum(counts_per_group) - counts_per_group)[det_group]
+    else:
+        starts = np.searchsorted(gt_group, det_group, side="left")
+        counts = np.searchsorted(gt_group, det_group, side="right") - starts
     det_index = np.repeat(np.arange(len(det_group)), counts)
     offsets = np.arange(len(det_index)) - np.repeat(np.cumsum(counts) - counts, counts)
     return det_index, np.repeat(starts, counts) + offsets
@@ -131,12 +161,12 @@ def _match(det_group, det_box, gt_group, gt_box, gt_crowd, gt_ignore, gt_ids):
     """evaluateImg's greedy matching for every group, IoU threshold and area range.
 
     Returns:
-        matched: bool [N, A, T], pycocotools' `dtm != 0` (matched to a gt whose id is not 0).
-        ignore: bool [N, A, T], `dtIg` before the area rule for unmatched detections.
+        matched: bool [A, T, N], pycocotools' `dtm != 0` (matched to a gt whose id is not 0).
+        ignore: bool [A, T, N], `dtIg` before the area rule for unmatched detections.
     """
     num_dets, num_areas, num_thr = len(det_group), len(AREA_RANGES), len(IOU_THRESHOLDS)
-    matched = np.zeros((num_dets, num_areas, num_thr), bool)
-    ignore = np.zeros((num_dets, num_areas, num_thr), bool)
+    matched = np.zeros((num_areas, num_thr, num_dets), bool)  # detections last: accumulate's cumsum axis
+    ignore = np.zeros((num_areas, num_thr, num_dets), bool)
     det_index, gt_index = group_pairs(det_group, gt_group)
     iou = box_iou_xywh(det_box[det_index], gt_box[gt_index], gt_crowd[gt_index])
     thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)  # evaluateImg: iou = min([t, 1-1e-10])
@@ -176,8 +206,8 @@ def _match(det_group, det_box, gt_group, gt_box, gt_crowd, gt_ignore, gt_ids):
         s_idx, a_idx, t_idx = np.nonzero(found)
         taken[chosen[s_idx, a_idx, t_idx], a_idx, t_idx] = True
         # pycocotools stores the gt's id as the match; an id of 0 reads as "unmatched" in accumulate.
-        matched[det[s_idx], a_idx, t_idx] = gt_ids[chosen[s_idx, a_idx, t_idx]] != 0
-        ignore[det[s_idx], a_idx, t_idx] = gt_ignore[chosen[s_idx, a_idx, t_idx], a_idx]
+        matched[a_idx, t_idx, det[s_idx]] = gt_ids[chosen[s_idx, a_idx, t_idx]] != 0
+        ignore[a_idx, t_idx, det[s_idx]] = gt_ignore[chosen[s_idx, a_idx, t_idx], a_idx]
     return matched, ignore
 
 
@@ -190,38 +220,43 @@ def _accumulate(det_cat, rank, score, matched, ignore, num_pos, max_dets):
     recall = -np.ones((num_thr, num_cats, num_areas, len(max_dets)))
     # Per category: images in id order, each image's detections by rank, then a stable sort on -score
     # (accumulate's mergesort over the concatenation). Our arrays are in (category, image, rank) order.
-    order = np.lexsort((-score, det_cat))
+    order = rank_order(det_cat, score)
     det_cat, rank = det_cat[order], rank[order]
-    # [A, T, N]: contiguous along the ranked detections, which is the axis of every cumulative sum.
-    tp_all = np.ascontiguousarray((matched & ~ignore)[order].transpose(1, 2, 0))
-    fp_all = np.ascontiguousarray((~matched & ~ignore)[order].transpose(1, 2, 0))
+    tp_all = (matched & ~ignore)[:, :, order]  # [A, T, N]
+    counted = ~ignore[:, :, order]  # true or false positive
     bounds = np.searchsorted(det_cat, np.arange(num_cats + 1))
     last = rank < max_dets[-1]
-    ranked = (det_cat[last], score[order][last], tp_all[0, 0, last], fp_all[0, 0, last])
+    ranked = (det_cat[last], score[order][last], tp_all[0, 0, last], (counted & ~tp_all)[0, 0, last])
     for k in range(num_cats):
         areas = np.flatnonzero(num_pos[k] > 0)  # accumulate skips (k, a) without positives: stays -1
         if len(areas) == 0:
             continue
         seg = slice(bounds[k], bounds[k + 1])
-        tp_k, fp_k = tp_all[areas, :, seg], fp_all[areas, :, seg]
+        tp_k, counted_k = tp_all[areas, :, seg], counted[areas, :, seg]
         pos = np.repeat(num_pos[k, areas], num_thr)
         for m, max_det in enumerate(max_dets):
             sel = rank[seg] < max_det
-            tp, fp = (tp_k, fp_k) if sel.all() else (tp_k[:, :, sel], fp_k[:, :, sel])
+            tp, cnt = (tp_k, counted_k) if sel.all() else (tp_k[:, :, sel], counted_k[:, :, sel])
             shape = (len(pos), tp.shape[-1])  # rows (a, t) x ranked detections
-            tp = np.cumsum(tp, axis=-1, dtype=np.int32).reshape(shape)
-            fp = np.cumsum(fp, axis=-1, dtype=np.int32).reshape(shape)
-            q, rc = _precision_at_recalls(tp, fp, pos)
+            q, rc = _precision_at_recalls(tp.reshape(shape), cnt.reshape(shape), pos)
             precision[:, :, k, areas, m] = q.reshape(len(areas), num_thr, num_rec).transpose(1, 2, 0)
             recall[:, k, areas, m] = rc.reshape(len(areas), num_thr).T
     return precision, recall, ranked
 
 
-def _precision_at_recalls(tp: np.ndarray, fp: np.ndarray, num_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolated precision at the 101 recall thresholds, for many rows of counts at once.
+def _precision_at_recalls(tp: np.ndarray, counted: np.ndarray, num_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolated precision at the 101 recall thresholds, for many rows at once.
+
+    accumulate computes, along the ranked detections, pr = tp / (fp + tp + eps), its monotone envelope
+    (the max of pr from each position on), and reads it at searchsorted(tp / num_pos, recThrs). Precision
+    only rises at a true positive, so the envelope at any position is the max of pr over the true
+    positives from there on, and the position searchsorted finds is the first where the count of true
+    positives reaches j, the smallest j with j / num_pos >= threshold: a true positive (or the start). So
+    only the true positives are visited, with the same float operations on the same integer counts.
 
     Args:
-        tp, fp: int [rows, n] cumulative true/false positive counts along the ranked detections.
+        tp: bool [rows, n] true positive at each ranked detection.
+        counted: bool [rows, n] true or false positive (not ignored).
         num_pos: int [rows] non-ignored ground-truth boxes of each row (> 0).
 
     Returns:
@@ -230,19 +265,24 @@ def _precision_at_recalls(tp: np.ndarray, fp: np.ndarray, num_pos: np.ndarray) -
     rows, n = tp.shape
     if n == 0:
         return np.zeros((rows, len(RECALL_THRESHOLDS))), np.zeros(rows)
-    tpf = tp.astype(float)
-    pr = tpf / (fp.astype(float) + tpf + np.spacing(1))
-    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # the envelope, as accumulate's backward loop
-    # searchsorted(tp / num_pos, recThrs, "left") for all rows at once: the first position where the count
-    # reaches j, for the smallest j with j / num_pos >= threshold (the same float division, so the same j).
+    row, at = np.nonzero(tp)  # the true positives, by row then rank
+    found = np.bincount(row, minlength=rows)
+    j = np.arange(len(row)) - np.repeat(np.cumsum(found) - found, found) + 1  # the count of tp there
+    # fp + tp at that position is the count of counted detections up to it (exact integers in float64)
+    both = np.cumsum(counted, axis=1, dtype=np.int64)[row, at].astype(float)
+    pr = np.zeros((rows, int(found.max()) if len(row) else 0))
+    pr[row, j - 1] = j / (both + np.spacing(1))
+    envelope = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+    # the smallest count j with j / num_pos >= threshold (the same float division), at least 1
     need = np.empty((rows, len(RECALL_THRESHOLDS)), np.int64)
     for p in np.unique(num_pos):
         need[num_pos == p] = np.searchsorted(np.arange(p + 1) / p, RECALL_THRESHOLDS, side="left")
-    offset = np.arange(rows)[:, None] * (n + 1)  # row r's counts live in [r(n+1), r(n+1)+n]: one sorted array
-    found = np.searchsorted((tp + offset).ravel(), (need + offset).ravel(), side="left").reshape(rows, -1)
-    index = found - np.arange(rows)[:, None] * n
-    q = np.where(index < n, np.take_along_axis(pr, np.minimum(index, n - 1), axis=1), 0.0)
-    return q, tpf[:, -1] / num_pos
+    need = np.maximum(need, 1)
+    reached = need <= found[:, None]
+    q = np.zeros((rows, len(RECALL_THRESHOLDS)))
+    if envelope.shape[1]:
+        q = np.where(reached, np.take_along_axis(envelope, np.minimum(need, envelope.shape[1]) - 1, axis=1), 0.0)
+    return q, found / num_pos
 
 
 # (stat name, ap?, iou threshold, area label, max dets index) in COCOeval.summarize's order.

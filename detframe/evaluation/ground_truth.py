@@ -83,9 +83,28 @@ class GroundTruth:
         return np.concatenate([self.bbox[:, :2], self.bbox[:, :2] + self.bbox[:, 2:]], axis=1)
 
     def image_rank(self, image_id: np.ndarray) -> np.ndarray:
-        """Position of each id in `image_ids` (ids must be known)."""
-        return np.searchsorted(self.image_ids, image_id)
+        """Position of each id in `image_ids`, -1 for an unknown id."""
+        return _lookup(self.image_ids, image_id)
 
     def category_index(self, category_id: np.ndarray) -> np.ndarray:
-        """Position of each id in `category_ids` (ids must be known)."""
-        return np.searchsorted(self.category_ids, category_id)
+        """Position of each id in `category_ids`, -1 for an unknown id."""
+        return _lookup(self.category_ids, category_id)
+
+
+# Ids up to this use a dense table (4 bytes per possible id): one array read per lookup instead of a binary
+# search; COCO's largest image id (581,929) is far below it.
+_DENSE_LIMIT = 1 << 24
+
+
+def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Positions of `ids` in the sorted unique array `sorted_ids`; -1 where absent."""
+    ids = np.asarray(ids, np.int64)
+    if len(sorted_ids) == 0 or len(ids) == 0:
+        return np.full(len(ids), -1, np.int64)
+    low, high = int(sorted_ids[0]), int(sorted_ids[-1])
+    if 0 <= low and high < _DENSE_LIMIT:
+        table = np.full(high + 2, -1, np.int64)
+        table[sorted_ids] = np.arange(len(sorted_ids))
+        return table[np.clip(ids, -1, high + 1)]  # out of range -> the -1 at index high + 1 (or -1 itself)
+    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
+    return np.where(sorted_ids[pos] == ids, pos, -1)

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..registry import EVALUATORS
 from .base import DetectionEvaluator
-from .coco_eval import group_pairs
+from .coco_eval import group_pairs, rank_order
 from .ground_truth import GroundTruth
 from .predictions import Predictions
 from .report import RankedDetections, Table, add_pr_curves, atomic_save_figure, atomic_write_json, atomic_write_text
@@ -69,17 +69,21 @@ def voc_evaluate(gt: GroundTruth, preds: Predictions, iou_threshold: float = 0.5
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     num_images, num_cats = len(gt.image_ids), len(gt.category_ids)
-    preds = preds.select(np.isin(preds.image_id, gt.image_ids) & np.isin(preds.category_id, gt.category_ids))
     det_cat, det_img = gt.category_index(preds.category_id), gt.image_rank(preds.image_id)
-    # Rank within each class by score; ties by image order, then the order within the image.
-    order = np.lexsort((np.arange(len(preds)), det_img, -preds.score, det_cat))
-    det_cat, det_img, score = det_cat[order], det_img[order], preds.score[order]
-    det_box = preds.boxes_xyxy[order]
-
+    known = (det_cat >= 0) & (det_img >= 0)
+    if not known.all():
+        preds, det_cat, det_img = preds.select(known), det_cat[known], det_img[known]
     gt_group = gt.category_index(gt.category_id) * num_images + gt.image_rank(gt.image_id)
     gt_order = np.argsort(gt_group, kind="stable")
     gt_box, gt_difficult = gt.boxes_xyxy[gt_order], gt.iscrowd[gt_order]
-    best_iou, best_gt = _best_overlap(det_cat * num_images + det_img, det_box, gt_group[gt_order], gt_box)
+    # A detection's best box does not depend on the ranking: find it in input order, rank afterwards.
+    best_iou, best_gt = _best_overlap(det_cat * num_images + det_img, preds.boxes_xyxy, gt_group[gt_order], gt_box)
+
+    # Rank within each class by score; ties by image order, then the order within the image. Detections
+    # usually arrive in image order already; if not, a stable sort by image first.
+    by_image = np.arange(len(det_img)) if np.all(det_img[1:] >= det_img[:-1]) else np.argsort(det_img, kind="stable")
+    order = by_image[rank_order(det_cat[by_image], preds.score[by_image])]
+    det_cat, score, best_iou, best_gt = det_cat[order], preds.score[order], best_iou[order], best_gt[order]
 
     hit = best_iou >= iou_threshold
     difficult = hit & gt_difficult[best_gt]

@@ -40,21 +40,25 @@ def voc_eval_reference(gt: dict, dets: list[tuple[int, int, list[float], float]]
         image_ids: the images in dataset order (for ties).
     """
     image_rank = {img: r for r, img in enumerate(image_ids)}
+    gt_by_class: dict[int, list[dict]] = {}
+    for a in gt["annotations"]:
+        gt_by_class.setdefault(a["category_id"], []).append(a)
+    dets_by_class: dict[int, list] = {}
+    for i, d in enumerate(dets):
+        dets_by_class.setdefault(d[1], []).append((i, d))
     aps = {}
     for cls in class_ids:
         # ground truth of this class, per image: boxes, difficult flags, "already detected" flags
         records: dict[int, dict] = {}
         npos = 0
-        for a in gt["annotations"]:
-            if a["category_id"] != cls:
-                continue
+        for a in gt_by_class.get(cls, []):
             x, y, w, h = a["bbox"]
             r = records.setdefault(a["image_id"], {"boxes": [], "difficult": [], "det": []})
             r["boxes"].append([x, y, x + w, y + h])
             r["difficult"].append(bool(a.get("iscrowd", 0)))
             r["det"].append(False)
             npos += not a.get("iscrowd", 0)
-        mine = [(i, d) for i, d in enumerate(dets) if d[1] == cls]
+        mine = dets_by_class.get(cls, [])
         # by score, ties by image order then results order (a stable sort of a results file in that order)
         mine.sort(key=lambda item: (-item[1][3], image_rank[item[1][0]], item[0]))
         tp, fp = np.zeros(len(mine)), np.zeros(len(mine))
