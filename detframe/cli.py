@@ -139,6 +139,8 @@ def _friendly_error(e: Exception, config_name: str, group_overrides: list[str]) 
 
     if isinstance(e, MissingConfigException):
         group, _, name = (e.missing_cfg_file or "").rpartition("/")
+        if group and e.options is None and (config_dir() / group).is_dir():  # a list choice: evaluator=[coco,voc7]
+            e.options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
         if group and e.options is not None:
             what = "experiment" if group == EXPERIMENT_GROUP else f"option in config group '{group}'"
             return ConfigError(f"{'config' if group == EXPERIMENT_GROUP else group}={name}: no such {what}."
