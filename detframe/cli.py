@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from .errors import ConfigError, UserError, choices_text, did_you_mean
 
@@ -139,6 +139,8 @@ def _friendly_error(e: Exception, config_name: str, group_overrides: list[str]) 
 
     if isinstance(e, MissingConfigException):
         group, _, name = (e.missing_cfg_file or "").rpartition("/")
+        if group and e.options is None and (config_dir() / group).is_dir():  # a list choice: evaluator=[coco,voc7]
+            e.options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
         if group and e.options is not None:
             what = "experiment" if group == EXPERIMENT_GROUP else f"option in config group '{group}'"
             return ConfigError(f"{'config' if group == EXPERIMENT_GROUP else group}={name}: no such {what}."
@@ -228,13 +230,19 @@ def _train_task(cfg: DictConfig) -> float | None:
 
 # -- eval -----------------------------------------------------------------------------------------
 
-EVAL_KEYS = {"checkpoint": "the checkpoint to evaluate (required)",
-             "out": "where to write the metrics JSON (default: beside the checkpoint's run)",
-             "device": "auto | cpu | cuda | cuda:N"}
+EVAL_KEYS = {
+    "checkpoint": "a checkpoint to evaluate with the config saved in it",
+    "results": "a COCO results JSON to evaluate instead of a model",
+    "out": "the report folder (default <run>/eval_<checkpoint name>/, or <results name>_eval/ beside the file)",
+    "device": "auto | cpu | cuda | cuda:N",
+    "split": "the data split to evaluate: val (default) or train",
+    "plots": "true | false: PR curves and confusion matrix as PNG files (default true)",
+    "save_results": "true | false: write the model's detections as <out>/detections.json (default true)",
+}
 
 
 def eval_main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """`python tools/eval.py checkpoint=PATH [out=metrics.json] [device=...] [key=value ...]`."""
+    """`python tools/eval.py checkpoint=PATH|results=PATH [group=option ...] [key=value ...] [own keys]`."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -245,15 +253,21 @@ def eval_main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
 
 def parse_eval_args(args: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Split the command line into the tool's own keys (EVAL_KEYS) and config overrides."""
     own, rest = {}, []
     for arg in args:
-        if "=" not in arg:
+        if "=" not in arg and not arg.startswith("~"):
             raise ConfigError(f"expected key=value, got '{arg}'. Keys: {', '.join(f'{k} ({v})' for k, v in EVAL_KEYS.items())}, "
-                              "or key=value overrides of the training config")
-        key, value = arg.split("=", 1)
+                              "or overrides of the config (group=option, key=value, +key=value, ~key)")
+        key, _, value = arg.partition("=")
         (own.__setitem__(key, value) if key in EVAL_KEYS else rest.append(arg))
-    if "checkpoint" not in own:
-        raise ConfigError("checkpoint=PATH is required")
+    if ("checkpoint" in own) == ("results" in own):
+        raise ConfigError("give checkpoint=PATH (evaluate a model) or results=PATH (evaluate a detections file), one of them")
+    for key in ("plots", "save_results"):
+        if own.get(key, "true").lower() not in ("true", "false"):
+            raise ConfigError(f"{key}={own[key]}: expected true or false")
+    if own.get("split", "val") not in ("val", "train"):
+        raise ConfigError(f"split={own['split']}: expected val or train")
     return own, rest
 
 
@@ -267,55 +281,190 @@ def load_run_config(checkpoint: Path, state: dict[str, Any]) -> DictConfig:
     raise UserError(f"{checkpoint}: holds no config and there is no config.yaml beside it or in its run folder")
 
 
+def split_group_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(group choices such as `data=raccoon`, `evaluator=[coco,voc07]`, `config=...`; the other overrides)."""
+    groups, keys = [], []
+    for text in overrides:
+        key = text.split("=", 1)[0]
+        is_group = "=" in text and key[:1] not in "+~" and "." not in key and (key == "config" or (config_dir() / key).is_dir())
+        (groups if is_group else keys).append(text)
+    return groups, keys
+
+
+def replace_groups(cfg: DictConfig, group_overrides: Sequence[str]) -> DictConfig:
+    """Replace whole sections of a saved config by freshly composed config-group files."""
+    if any(o.startswith("config=") for o in group_overrides):
+        raise ConfigError("config=...: a checkpoint brings its own config; change groups (data=..., evaluator=...) "
+                          "and values instead")
+    if not group_overrides:
+        return cfg
+    fresh = validate_overrides("train", ["~experiment", *group_overrides])  # the group files alone, checked
+    for text in group_overrides:
+        group = text.split("=", 1)[0]
+        cfg[group] = OmegaConf.to_container(fresh[group], resolve=False)  # interpolations re-resolve in `cfg`
+    return cfg
+
+
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    """Apply `key=value` overrides to a saved config; unknown keys are errors (use +key=value to add)."""
+    """Apply `key=value`, `+key=value` (add) and `~key` (remove) overrides to a config.
+
+    Unknown keys are errors. On a saved (resolved) config, `data.root=NEW` also moves the dataset paths
+    that started with the old root, as the `${data.root}` interpolations they came from would have.
+    """
     import yaml
 
     for text in overrides:
-        key, value = text.split("=", 1)
-        add = key.startswith("+")
-        key = key.lstrip("+")
+        key, has_value, value = text.partition("=")
+        add, remove = key.startswith("+"), key.startswith("~")
+        key = key.lstrip("+~")
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
         if not add and (not isinstance(node, DictConfig) or leaf not in node):
             keys = list(node.keys()) if isinstance(node, DictConfig) else []
             raise ConfigError(f"unknown config key '{key}'.{did_you_mean(leaf, keys)} "
                               f"Valid keys under '{parent or '<root>'}': {choices_text(keys)}. To add one, write +{key}=...")
+        if remove:
+            with open_dict(node):
+                node.pop(leaf)
+            continue
         try:
             parsed = yaml.safe_load(value) if value else None
         except yaml.YAMLError:
             parsed = value
+        old_root = OmegaConf.select(cfg, "data.root", throw_on_missing=False) if key == "data.root" else None
         OmegaConf.update(cfg, key, parsed, merge=True, force_add=add)
+        if isinstance(old_root, str) and isinstance(parsed, str):
+            _rebase_data_paths(cfg.data, old_root, parsed)
     return cfg
 
 
+def _rebase_data_paths(data: DictConfig, old_root: str, new_root: str) -> None:
+    """Rewrite literal dataset paths under `old_root` to `new_root` (the saved config is resolved)."""
+    old = old_root.rstrip("/")
+    for split in ("train", "val"):
+        node = data.get(split)
+        if not isinstance(node, DictConfig):
+            continue
+        for k in list(node.keys()):
+            if OmegaConf.is_interpolation(node, k) or not isinstance(node[k], str):
+                continue
+            value = node[k]
+            if value == old or value.startswith(old + "/"):
+                node[k] = new_root.rstrip("/") + value[len(old):]
+                log.info("data.%s.%s: %s -> %s", split, k, value, node[k])
+
+
+def _with_confusion_matrix(cfg: DictConfig) -> None:
+    """The tool always draws a confusion matrix: add `evaluator.confusion` (configs/evaluator/confusion.yaml)
+    unless one is configured; `evaluator.confusion.score_threshold=...` then tunes it, `~evaluator.confusion` drops it."""
+    node = cfg.evaluator
+    with open_dict(cfg):
+        if "type" in node:  # a single evaluator (configs saved before several could run): name it by its prefix
+            cfg.evaluator = {str(node.get("prefix") or "coco"): OmegaConf.to_container(node)}
+        if not any(isinstance(e, DictConfig) and e.get("type") == "ConfusionMatrix" for e in cfg.evaluator.values()):
+            cfg.evaluator.confusion = OmegaConf.load(config_dir() / "evaluator" / "confusion.yaml")
+
+
+def _class_check(saved: list[str], now: list[str]) -> None:
+    if len(saved) != len(now):
+        raise ConfigError(f"data.class_names: the checkpoint's model was trained on {len(saved)} classes "
+                          f"({choices_text(saved)}), the data to evaluate has {len(now)} ({choices_text(now)})")
+    if list(saved) != list(now):
+        log.warning("the evaluated data names its classes %s, the checkpoint was trained on %s (same order assumed)",
+                    list(now), list(saved))
+
+
 def run_eval(args: Sequence[str]) -> dict[str, float]:
-    from .data import build_dataloader, build_dataset
-    from .engine import format_metrics, load_checkpoint, select_device
-    from .engine.evaluate import run_evaluation
-    from .models import build_detector
-    from .registry import EVALUATORS, import_modules
+    import torch.distributed
+
+    from .evaluation import build_evaluator, is_main_process, load_results
+    from .registry import import_modules
 
     own, rest = parse_eval_args(args)
-    checkpoint = Path(own["checkpoint"]).expanduser()
-    state = load_checkpoint(checkpoint)
-    cfg = apply_overrides(load_run_config(checkpoint, state), rest)
+    groups, keys = split_group_overrides(rest)
+    state: dict[str, Any] = {}
+    if "checkpoint" in own:
+        from .engine import load_checkpoint
+
+        checkpoint = Path(own["checkpoint"]).expanduser()
+        state = load_checkpoint(checkpoint)
+        cfg = load_run_config(checkpoint, state)
+        trained_on = list(OmegaConf.select(cfg, "data.class_names") or [])
+        cfg = replace_groups(cfg, groups)
+    else:
+        cfg = validate_overrides("train", resolve_config_arg(groups))
+    _with_confusion_matrix(cfg)
+    cfg = apply_overrides(cfg, keys)
     import_modules(cfg.get("custom_imports") or [])
-    device = select_device(own.get("device", cfg.runtime.device))
-    dataset = build_dataset(cfg.data, "val", cfg.pipeline.val)
-    loader = build_dataloader(dataset, cfg.data.val_batch_size, cfg.data.num_workers, train=False, size_divisor=cfg.data.size_divisor)
+    if "checkpoint" in own and trained_on:
+        _class_check(trained_on, list(cfg.data.class_names))
+    split = own.get("split", "val")
+    dataset = _eval_dataset(cfg, split)
+    evaluator = build_evaluator(cfg.evaluator, dataset)
+    if "checkpoint" in own:
+        metrics = _evaluate_model(cfg, state, dataset, evaluator, own.get("device", cfg.runtime.device))
+        source, run_dir = checkpoint, (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent)
+        default_out = run_dir / f"eval_{checkpoint.stem}"
+    else:
+        results = Path(own["results"]).expanduser()
+        metrics = evaluator.evaluate(load_results(results, evaluator.ground_truth))
+        source, default_out = results, results.parent / f"{results.stem}_eval"
+    if is_main_process():
+        _write_eval_outputs(own, cfg, evaluator, metrics, source, dataset, split, Path(own.get("out") or default_out))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return metrics
+
+
+def _eval_dataset(cfg: DictConfig, split: str):
+    from .data import build_dataset
+
+    return build_dataset(cfg.data, split, cfg.pipeline.val)
+
+
+def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset, evaluator, device_name: str) -> dict[str, float]:
+    """Predict `dataset` with the checkpoint's model (every rank its shard under torchrun) into `evaluator`."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from .data import Collate, build_dataloader
+    from .engine import select_device
+    from .engine.evaluate import run_evaluation
+    from .models import build_detector
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():  # launched with torchrun: gather predictions across ranks
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    device = select_device(device_name)
+    if distributed and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    data = cfg.data
+    if distributed:
+        loader = DataLoader(dataset, batch_size=data.val_batch_size, sampler=DistributedSampler(dataset, shuffle=False),
+                            num_workers=data.num_workers, collate_fn=Collate(data.size_divisor))
+    else:
+        loader = build_dataloader(dataset, data.val_batch_size, data.num_workers, train=False, size_divisor=data.size_divisor)
     model = build_detector(cfg.model)
     model.load_state_dict(state.get("model", state))
     model.to(device)
-    evaluator = EVALUATORS.build(cfg.evaluator, dataset=dataset)
-    metrics = run_evaluation(model, loader, evaluator, device)
-    print(f"{checkpoint} on {dataset!r}:\n{format_metrics(metrics)}")
-    summary = getattr(evaluator, "summary", "")
-    if summary:
-        print(summary)
-    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    out = Path(own.get("out") or run_dir / f"eval_{checkpoint.stem}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": str(checkpoint), "metrics": metrics}, indent=2) + "\n")
-    print(f"metrics written to {out}")
-    return metrics
+    return run_evaluation(model, loader, evaluator, device)
+
+
+def _write_eval_outputs(own: dict[str, str], cfg: DictConfig, evaluator, metrics: dict[str, float], source: Path,
+                        dataset, split: str, out: Path) -> None:
+    from .engine import format_metrics
+    from .evaluation import save_results
+
+    print(f"{source} on {dataset!r} ({split}):\n{format_metrics(metrics)}\n\n{evaluator.text(summaries=True)}")
+    plots = own.get("plots", "true").lower() == "true"
+    info = {"source": str(source), "data": repr(dataset), "split": split}
+    evaluator.write_reports(out, info, plots=plots)
+    if "checkpoint" in own and own.get("save_results", "true").lower() == "true":
+        save_results(evaluator.predictions, out / "detections.json")
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    print(f"report written to {out}/ (metrics.json, report.md{', plots' if plots else ''}"
+          f"{', detections.json' if 'checkpoint' in own and own.get('save_results', 'true') == 'true' else ''})")

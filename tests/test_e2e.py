@@ -39,7 +39,7 @@ def test_train_save_resume_evaluate(tmp_path, tiny_shapes):
     result = run_tool("eval.py", [f"checkpoint={ckpts / 'best.pt'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"coco/AP50\s+\d\.\d{4}", result.stdout)
-    metrics = json.loads((run_dir / "eval_best.json").read_text())["metrics"]
+    metrics = json.loads((run_dir / "eval_best" / "metrics.json").read_text())["metrics"]
     assert set(metrics) >= {"coco/AP", "coco/AP50", "coco/AP75", "coco/APs", "coco/AR100"}
 
     result = run_tool("eval.py", [f"checkpoint={ckpts / 'best.pt'}", "data.val_batch_sise=2"], cwd=tmp_path)

@@ -16,9 +16,10 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .. import __version__, evaluation  # noqa: F401  (registers the evaluators)
 from ..data import build_dataloader, build_dataset
 from ..errors import ConfigError, UserError
+from ..evaluation import build_evaluator, is_main_process, tensorboard_writer
 from ..models import build_detector
 from ..models.losses import loss_sum
-from ..registry import EVALUATORS, HOOKS
+from ..registry import HOOKS
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import run_evaluation
 from .hooks import Hook
@@ -76,7 +77,7 @@ class Runner:
 
         self.optimizer = build_optimizer(cfg.optimizer, self.model)
         self.scheduler = build_scheduler(cfg.scheduler, self.optimizer, self.iters_per_epoch, self.max_epochs)
-        self.evaluator = EVALUATORS.build(cfg.evaluator, dataset=self.val_set)
+        self.evaluator = build_evaluator(cfg.evaluator, self.val_set)
 
         self.epoch = 0  # index of the current epoch; after resume, the first epoch still to run
         self.iter = 0  # optimizer steps done
@@ -140,8 +141,11 @@ class Runner:
         """Predict on the whole val set and compute the evaluator's metrics."""
         start = time.perf_counter()
         self.metrics = run_evaluation(self.model, self.val_loader, self.evaluator, self.device)
-        log.info("evaluation after epoch %d (%d images, %.1fs):\n%s", self.epoch + 1, len(self.val_set),
-                 time.perf_counter() - start, format_metrics(self.metrics))
+        log.info("evaluation after epoch %d (%d images, %.1fs):\n%s\n%s", self.epoch + 1, len(self.val_set),
+                 time.perf_counter() - start, format_metrics(self.metrics), self.evaluator.text())
+        if is_main_process():  # tables and TensorBoard curves each time; PNG plots after the last epoch
+            self.evaluator.write_reports(self.work_dir / "eval", {"epoch": self.epoch + 1, "iteration": self.iter},
+                                         tensorboard_writer(self), self.iter, plots=self.epoch + 1 >= self.max_epochs)
         self.call_hooks("after_eval", metrics=self.metrics)
         self.model.train()
         return self.metrics

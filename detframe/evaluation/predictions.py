@@ -1,0 +1,176 @@
+"""Detections of a whole evaluation as flat arrays, in the form of a COCO results file.
+
+The COCO results format (image_id, category_id, bbox xywh in original pixels, score) is the common
+currency: the model's outputs are turned into it, results files are read into it, every evaluator reads
+it, and `to_coco_results` writes it back out in a form the official evaluation server accepts.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError, choices_text
+from .ground_truth import GroundTruth
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictions:
+    """N detections; row i is one entry of a COCO results list.
+
+    Rows of one image stay in the order they were produced: pycocotools breaks score ties by it.
+    """
+
+    image_id: np.ndarray  # int64 [N]
+    category_id: np.ndarray  # int64 [N] the dataset's own category ids
+    bbox: np.ndarray  # float64 [N, 4] xywh, original-image pixels
+    score: np.ndarray  # float64 [N]
+
+    @classmethod
+    def empty(cls) -> Predictions:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Predictions]) -> Predictions:
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("image_id", "category_id", "bbox", "score")))
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def select(self, keep: np.ndarray) -> Predictions:
+        return Predictions(self.image_id[keep], self.category_id[keep], self.bbox[keep], self.score[keep])
+
+    @property
+    def boxes_xyxy(self) -> np.ndarray:
+        """float64 [N, 4] xyxy absolute."""
+        return np.concatenate([self.bbox[:, :2], self.bbox[:, :2] + self.bbox[:, 2:]], axis=1)
+
+
+def from_detections(image_id: int, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                    category_ids: np.ndarray) -> Predictions:
+    """One image's model output as results rows.
+
+    Args:
+        image_id: the dataset's image id.
+        boxes: float32 [K, 4] xyxy in original-image pixels.
+        scores: float32 [K].
+        labels: int64 [K] in 0..C-1; `category_ids[label]` is the dataset's id.
+        category_ids: int64 [C].
+    """
+    boxes = boxes.astype(np.float64).reshape(-1, 4)
+    # Computed in float64 from the float32 corners, exactly as pycocotools is fed by the reference scripts.
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    return Predictions(np.full(len(boxes), image_id, np.int64), category_ids[labels], xywh, scores.astype(np.float64))
+
+
+def to_coco_results(preds: Predictions) -> list[dict[str, Any]]:
+    """A COCO results list: [{image_id, category_id, bbox: [x, y, w, h], score}] in `preds`' order.
+
+    Values are written at full float64 precision, so evaluating the written file gives exactly the
+    numbers of the in-memory evaluation.
+    """
+    bbox = preds.bbox.tolist()
+    return [
+        {"image_id": i, "category_id": c, "bbox": b, "score": s}
+        for i, c, b, s in zip(preds.image_id.tolist(), preds.category_id.tolist(), bbox, preds.score.tolist())
+    ]
+
+
+def load_results(path: str | Path, gt: GroundTruth) -> Predictions:
+    """Read a COCO results JSON (a list of {image_id, category_id, bbox, score}) and check it against `gt`.
+
+    Image ids may also be given as the images' file stems ("000005"), as VOC results usually are.
+
+    Raises:
+        UserError: naming the first offending entry: not a list, a missing key, an unknown image or
+            category id, a non-finite number, a negative width or height, a score outside [0, inf).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"results file not found: {path}")
+    try:
+        entries = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON: {e}") from None
+    if isinstance(entries, dict) and "annotations" in entries:
+        entries = entries["annotations"]  # a COCO-style file with the detections as annotations
+    if not isinstance(entries, list):
+        raise UserError(f"{path}: expected a JSON list of {{image_id, category_id, bbox, score}}, got {type(entries).__name__}")
+    return parse_results(entries, gt, source=str(path))
+
+
+def parse_results(entries: list[Any], gt: GroundTruth, source: str = "results") -> Predictions:
+    """Validate and convert a COCO results list; see `load_results`."""
+    by_name = {name: int(i) for name, i in zip(gt.image_names, gt.image_ids) if name}
+    known_images, known_cats = set(gt.image_ids.tolist()), set(gt.category_ids.tolist())
+    n = len(entries)
+    image_id, category_id = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    bbox, score = np.zeros((n, 4)), np.zeros(n)
+    for i, entry in enumerate(entries):
+        # One pass in Python: the point is to name the first bad entry, which array checks cannot.
+        where = f"{source}: entry {i} {_short(entry)}"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: expected an object with image_id, category_id, bbox, score")
+        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in entry]
+        if missing:
+            raise UserError(f"{where}: missing {', '.join(missing)}")
+        img = entry["image_id"]
+        if isinstance(img, str) and img in by_name:
+            img = by_name[img]
+        if isinstance(img, bool) or not isinstance(img, int) or img not in known_images:
+            raise UserError(f"{where}: image_id {img!r} is not an image of the evaluated set "
+                            f"({len(known_images)} images, ids {_id_range(gt.image_ids)})")
+        cat = entry["category_id"]
+        if isinstance(cat, bool) or not isinstance(cat, int) or cat not in known_cats:
+            names = [f"{c} ({n})" for c, n in zip(gt.category_ids.tolist(), gt.category_names)]
+            raise UserError(f"{where}: category_id {cat!r} is not a category of the dataset; its categories: {choices_text(names)}")
+        box, s = entry["bbox"], entry["score"]
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+            raise UserError(f"{where}: bbox must be [x, y, width, height], four numbers")
+        if not all(math.isfinite(v) for v in box) or not _is_number(s) or not math.isfinite(s):
+            raise UserError(f"{where}: bbox and score must be finite numbers (found NaN or infinity)")
+        if box[2] < 0 or box[3] < 0:
+            raise UserError(f"{where}: negative width or height; bbox is [x, y, width, height], not [x1, y1, x2, y2]")
+        image_id[i], category_id[i], bbox[i], score[i] = img, cat, box, s
+    return Predictions(image_id, category_id, bbox, score)
+
+
+def check_predictions(preds: Predictions, gt: GroundTruth, source: str = "predictions") -> None:
+    """Array check of predictions made in memory: known ids and finite values. (Inverted boxes from a
+    model are evaluated as pycocotools would, overlapping nothing; in a results file they are an error.)"""
+    bad = ~np.isin(preds.image_id, gt.image_ids) | ~np.isin(preds.category_id, gt.category_ids)
+    bad |= ~np.isfinite(preds.bbox).all(axis=1) | ~np.isfinite(preds.score)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        entry = to_coco_results(preds.select(slice(i, i + 1)))[0]
+        parse_results([entry], gt, source=f"{source} (row {i})")  # raises the precise message
+
+
+def save_results(preds: Predictions, path: str | Path) -> Path:
+    """Write `preds` as a COCO results JSON, atomically."""
+    from .report import atomic_write_text
+
+    return atomic_write_text(Path(path), json.dumps(to_coco_results(preds)))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _short(entry: Any) -> str:
+    text = json.dumps(entry) if isinstance(entry, (dict, list)) else repr(entry)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _id_range(ids: np.ndarray) -> str:
+    return f"{int(ids.min())}..{int(ids.max())}" if len(ids) else "none"
