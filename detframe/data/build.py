@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import ConfigError, choices_text
 from ..registry import DATASETS
@@ -43,14 +43,26 @@ def build_dataloader(
     train: bool,
     size_divisor: int = 1,
     seed: int = 0,
+    distributed: bool = False,
 ) -> DataLoader:
-    """A DataLoader yielding `Batch`es; shuffled with its own seeded generator when training."""
+    """A DataLoader yielding `Batch`es; shuffled with its own seeded generator when training.
+
+    With `distributed`, each process gets its share: a DistributedSampler (the same order on every rank,
+    from `seed` and the epoch) for training, and every world_size-th image, unpadded, for evaluation
+    (so that no image is evaluated twice). `batch_size` is per process.
+    """
     generator = torch.Generator()
     generator.manual_seed(seed)
-    return DataLoader(
+    sampler = None
+    if distributed:
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        sampler = (DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed) if train
+                   else range(rank, len(dataset), world))
+    loader = DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train,
+        shuffle=train and sampler is None,
+        sampler=sampler,
         drop_last=train and len(dataset) >= batch_size,
         num_workers=num_workers,
         collate_fn=Collate(size_divisor),
@@ -58,3 +70,16 @@ def build_dataloader(
         persistent_workers=num_workers > 0,
         generator=generator,
     )
+    loader.seed = seed  # for set_epoch
+    return loader
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Make the shuffle order and the worker seeds of `epoch` depend on (seed, epoch, rank) only, so a
+    resumed run sees the same order as an uninterrupted one."""
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    if loader.generator is not None:
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        # The generator also seeds the loader workers: ranks must not share augmentation streams.
+        loader.generator.manual_seed(int(getattr(loader, "seed", 0)) * 1000 + epoch + 1_000_003 * rank)

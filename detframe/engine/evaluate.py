@@ -5,13 +5,34 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .dist import all_gather_object, is_distributed
+
 
 @torch.no_grad()
 def run_evaluation(model: nn.Module, loader: DataLoader, evaluator, device: torch.device) -> dict[str, float]:
-    """Predict every batch of `loader` and return `evaluator.compute()`. Leaves the model in eval mode."""
+    """Predict every batch of `loader` and return `evaluator.compute()`. Leaves the model in eval mode.
+
+    In a distributed run each rank predicts its shard of the val set. An evaluator that gathers across
+    ranks itself says so with `gathers_across_ranks = True`; for the others, the detections of all ranks
+    are collected here and every rank's evaluator processes all of them.
+    """
     model.eval()
     evaluator.reset()
+    gather = is_distributed() and not getattr(evaluator, "gathers_across_ranks", False)
+    pending = []
     for batch in loader:
         detections = model.predict(batch.to(device, non_blocking=True))
-        evaluator.process(batch.image_ids, detections)
+        if gather:
+            pending.append((list(batch.image_ids), [d.to("cpu") for d in detections]))
+        else:
+            evaluator.process(batch.image_ids, detections)
+    if gather:
+        # Minimal stand-in until the evaluators gather themselves (issue 4); images are unique per rank
+        # (the val sampler does not pad), but duplicates are dropped anyway.
+        seen: set[int] = set()
+        for rank_batches in all_gather_object(pending):
+            for image_ids, detections in rank_batches:
+                keep = [i for i, image_id in enumerate(image_ids) if image_id not in seen]
+                seen.update(image_ids)
+                evaluator.process([image_ids[i] for i in keep], [detections[i] for i in keep])
     return evaluator.compute()

@@ -8,7 +8,7 @@ from detframe.errors import ConfigError
 def lrs(cfg, iters_per_epoch=10, max_epochs=4, steps=40):
     model = torch.nn.Linear(2, 2)
     opt = build_optimizer({"type": "SGD", "lr": 0.1, "momentum": 0.9}, model)
-    sched = build_scheduler(cfg, opt, iters_per_epoch, max_epochs)
+    sched = build_scheduler(cfg, opt, iters_per_epoch, iters_per_epoch * max_epochs)
     out = []
     for _ in range(steps):
         out.append(opt.param_groups[0]["lr"])
@@ -29,7 +29,7 @@ def test_scheduler_state_restores_position_not_schedule():
     state = sched.state_dict()
     model = torch.nn.Linear(2, 2)
     opt = build_optimizer({"type": "SGD", "lr": 0.1}, model)
-    longer = build_scheduler({"type": "WarmupMultiStepLR", "milestones": [3], "warmup_iters": 0}, opt, 10, 6)
+    longer = build_scheduler({"type": "WarmupMultiStepLR", "milestones": [3], "warmup_iters": 0}, opt, 10, 60)
     longer.load_state_dict(state)
     assert longer.last_epoch == 25
     opt.step()
