@@ -249,10 +249,10 @@ def _auto_resume_dir(run_dir: Path) -> Path:
         return run_dir
     candidates = [p.parent.parent for p in run_dir.parent.glob("*/checkpoints/last.pt")]
     if not candidates:
-        print(f"resume=auto: no checkpoint under {run_dir.parent}/*/checkpoints/: starting a new run in {run_dir}")
+        print(f"resume=auto: no checkpoint under {run_dir.parent.resolve()}/*/checkpoints/: starting a new run")
         return run_dir
     newest = max(candidates, key=lambda d: (d / "checkpoints" / "last.pt").stat().st_mtime)
-    print(f"resume=auto: continuing the run in {newest}")
+    print(f"resume=auto: continuing the run in {newest.resolve()}")
     return newest
 
 
