@@ -27,12 +27,14 @@ def run_evaluation(model: nn.Module, loader: DataLoader, evaluator, device: torc
         else:
             evaluator.process(batch.image_ids, detections)
     if gather:
-        # Minimal stand-in until the evaluators gather themselves (issue 4); images are unique per rank
-        # (the val sampler does not pad), but duplicates are dropped anyway.
+        # Minimal stand-in until the evaluators gather themselves (issue 4). The val sampler gives rank r
+        # the images r, r + W, r + 2W, ...: interleaving the ranks' lists restores the dataset order, so
+        # the evaluator sees the sequence a single process would (score ties then break the same way).
+        per_rank = [[(i, d) for ids, dets in batches for i, d in zip(ids, dets)] for batches in all_gather_object(pending)]
         seen: set[int] = set()
-        for rank_batches in all_gather_object(pending):
-            for image_ids, detections in rank_batches:
-                keep = [i for i, image_id in enumerate(image_ids) if image_id not in seen]
-                seen.update(image_ids)
-                evaluator.process([image_ids[i] for i in keep], [detections[i] for i in keep])
+        for k in range(max(map(len, per_rank), default=0)):
+            for images in per_rank:
+                if k < len(images) and images[k][0] not in seen:
+                    seen.add(images[k][0])
+                    evaluator.process([images[k][0]], [images[k][1]])
     return evaluator.compute()
