@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ class Runner(RunState):
         self.optimizer = build_optimizer(cfg.optimizer, self.model, lr_scale)
         self.scheduler = build_scheduler(cfg.scheduler, self.optimizer, self.iters_per_epoch, self.max_iters)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
+        if self.scaler.is_enabled():  # the scaler skips steps with inf gradients by design; torch warns about it
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if lr_scale != 1.0:
             log.info("optimizer.lr scaled x%.3g: total batch %d vs train.base_batch_size %d",

@@ -22,11 +22,17 @@ class Recorder(Hook):
     def __init__(self, stop_at: int | None = None) -> None:
         self.losses: list[dict[str, float]] = []
         self.lrs: list[float] = []
+        self.steps: list[int] = []  # batch index within the epoch at each optimizer step
+        self.params: list[list[tuple[str, torch.Tensor]]] = []
+        self.keep_params = False
         self.stop_at = stop_at
 
     def after_step(self, runner, losses):
         self.losses.append(dict(losses))
         self.lrs.append(runner.lr)
+        self.steps.append(runner.step)
+        if self.keep_params:
+            self.params.append([(k, p.detach().clone()) for k, p in runner.model.named_parameters()])
         if self.stop_at is not None and runner.iter == self.stop_at:
             runner.request_stop("test")
 
