@@ -17,9 +17,10 @@ GT_COLOR, PRED_COLOR = (0, 200, 0), (230, 30, 30)
 
 
 @torch.no_grad()
-def draw_val_images(runner: Runner, count: int, score_threshold: float) -> list[Tensor]:
+def draw_val_images(runner: Runner, count: int, score_threshold: float, max_boxes: int = 30) -> list[Tensor]:
     """The first `count` val images, each uint8 [3, H, W] at its original size, with the ground truth in
-    green and the evaluated model's detections scoring above `score_threshold` in red ("name 0.87").
+    green and the evaluated model's best `max_boxes` detections scoring above `score_threshold` in red
+    ("name 0.87").
 
     The dataset must offer `load_sample(i)` (the untransformed image and boxes, as DetectionDataset
     does); otherwise nothing is drawn.
@@ -39,7 +40,7 @@ def draw_val_images(runner: Runner, count: int, score_threshold: float) -> list[
     for i, det in zip(indices, detections):
         sample = dataset.load_sample(i)
         image = torch.from_numpy(sample.image).permute(2, 0, 1).contiguous()
-        keep = det.scores > score_threshold
+        keep = (det.scores > score_threshold).nonzero().flatten()[:max_boxes]  # detections come best first
         boxes, scores, labels = det.boxes[keep].cpu(), det.scores[keep].cpu(), det.labels[keep].cpu()
         image = _draw(image, torch.from_numpy(sample.boxes), [_name(names, int(c)) for c in sample.labels], GT_COLOR)
         texts = [f"{_name(names, int(c))} {s:.2f}" for c, s in zip(labels, scores)]

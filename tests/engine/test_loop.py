@@ -97,3 +97,18 @@ def test_load_from_skips_mismatched_shapes_and_prefers_ema(tmp_path, tiny_shapes
     ema = source.ema.module.state_dict()
     key = "backbone.stages.0.0.0.weight"
     assert torch.equal(target.model.state_dict()[key], ema[key]) and not torch.equal(ema[key], source.model.state_dict()[key])
+
+
+def test_tensorboard_gets_every_term_lr_grad_norm_times_metrics_and_images(tmp_path, tiny_shapes):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runner, _ = make_runner(tmp_path, tiny_shapes, "pipeline.size=96", "train.max_iters=2", "hooks.eval={type: EvalHook}",
+                            "hooks.checkpoint=null", "hooks.logger.images=2", "hooks.logger.image_score_threshold=0.0")
+    runner.train()
+    events = EventAccumulator(str(runner.work_dir / "tb"), size_guidance={"images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_cls", "train/loss_box", "train/loss", "train/lr", "train/grad_norm", "time/data", "time/iter",
+            "train/skipped_steps", "val/coco/AP", "val/coco/AP50"} <= scalars
+    assert [s.step for s in events.Scalars("train/loss")] == [1, 2]
+    images = events.Images("val_images/0")
+    assert len(images) == 1 and images[0].width > 0 and set(events.Tags()["images"]) == {"val_images/0", "val_images/1"}
