@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -96,15 +97,17 @@ def override_args(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def validate_overrides(config_name: str, argv: Sequence[str]) -> DictConfig:
-    """Compose `config_name` with the overrides in `argv`; raise `ConfigError` with a short message."""
+def validate_overrides(config_name: str, argv: Sequence[str], return_hydra_config: bool = False) -> DictConfig:
+    """Compose `config_name` with the overrides in `argv`; raise `ConfigError` with a short message.
+    With `return_hydra_config`, `hydra.*` overrides are kept and the `hydra` node is returned too."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from . import config  # noqa: F401  (registers the schema)
 
-    overrides = [o for o in override_args(argv) if not o.lstrip("+~").startswith("hydra.") or o.startswith("hydra.searchpath")]
+    overrides = [o for o in override_args(argv)
+                 if return_hydra_config or not o.lstrip("+~").startswith("hydra.") or o.startswith("hydra.searchpath")]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as e:
@@ -121,7 +124,7 @@ def validate_overrides(config_name: str, argv: Sequence[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         try:
-            return compose(config_name=config_name, overrides=simple)
+            return compose(config_name=config_name, overrides=simple, return_hydra_config=return_hydra_config)
         except Exception as e:
             groups = [o for o in simple if _is_group_override(o)]
             raise _friendly_error(e, config_name, groups) from None
@@ -192,33 +195,100 @@ def _report(e: UserError) -> None:
 
 # -- train ----------------------------------------------------------------------------------------
 
+_MULTIRUN_FLAGS = ("-m", "--multirun")
+_ORIGINAL_ARGS: list[str] = []
+
+
 def train_main(argv: Sequence[str] | None = None) -> None:
-    """`python tools/train.py [config=NAME|path.yaml] [group=option] [key=value] [hydra flags]`."""
+    """`python tools/train.py [config=NAME|path.yaml] [group=option] [key=value] [hydra flags]`, also
+    under `torchrun --nproc-per-node N tools/train.py ...`."""
     import hydra
 
     args = list(sys.argv[1:] if argv is None else argv)
+    _ORIGINAL_ARGS[:] = args
     try:
         args = resolve_config_arg(args)
-        if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") for a in args):
-            validate_overrides("train", args)
+        if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in args):
+            cfg = validate_overrides("train", args)
+            args += launch_overrides(cfg, args)
     except UserError as e:
         _report(e)
     sys.argv = [sys.argv[0], *args]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(_train_task)()
 
 
+def launch_overrides(cfg: DictConfig, args: Sequence[str]) -> list[str]:
+    """Overrides decided before Hydra starts: join torchrun's process group; give every rank rank 0's run
+    folder (its timestamp); keep ranks > 0 from writing files; resolve `resume=auto` to a run folder.
+
+    Rank 0 decides and broadcasts, so all ranks agree even when their clocks cross a second.
+    """
+    from .engine.dist import broadcast_object, get_rank, init_from_env
+
+    distributed = init_from_env(cfg.runtime.dist_backend, cfg.runtime.dist_timeout_minutes)
+    multirun = any(a in _MULTIRUN_FLAGS for a in args)
+    extra: list[str] = []
+    if get_rank() == 0:
+        hydra_cfg = validate_overrides("train", args, return_hydra_config=True).hydra
+        run_dir = Path(hydra_cfg.run.dir)
+        if cfg.get("resume") == "auto" and not multirun:
+            run_dir = _auto_resume_dir(run_dir)
+            extra.append(f"hydra.run.dir={_quote(run_dir)}")
+        elif distributed:
+            extra.append(f"hydra.run.dir={_quote(run_dir)}")
+        if distributed and multirun:
+            extra.append(f"hydra.sweep.dir={_quote(hydra_cfg.sweep.dir)}")
+    extra = broadcast_object(extra)
+    if get_rank() > 0:  # only rank 0 writes the log file and Hydra's record
+        extra += ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[console]", "hydra.job_logging.root.level=WARNING"]
+    return extra
+
+
+def _auto_resume_dir(run_dir: Path) -> Path:
+    """For `resume=auto`: `run_dir` if it holds a checkpoint (a fixed hydra.run.dir), else the newest
+    sibling run folder with one (outputs/<experiment_name>/<time>/), else `run_dir` (a fresh start)."""
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return run_dir
+    candidates = [p.parent.parent for p in run_dir.parent.glob("*/checkpoints/last.pt")]
+    if not candidates:
+        print(f"resume=auto: no checkpoint under {run_dir.parent.resolve()}/*/checkpoints/: starting a new run")
+        return run_dir
+    newest = max(candidates, key=lambda d: (d / "checkpoints" / "last.pt").stat().st_mtime)
+    print(f"resume=auto: continuing the run in {newest.resolve()}")
+    return newest
+
+
+def _quote(path: Any) -> str:
+    text = str(path)
+    return text if all(c.isalnum() or c in "/._-+:" for c in text) else "'" + text.replace("'", "\\'") + "'"
+
+
+def resume_command(args: Sequence[str] | None = None) -> str:
+    """The command line that continues this run: the original arguments with resume=auto."""
+    import shlex
+
+    kept = [a for a in (_ORIGINAL_ARGS if args is None else args) if not a.startswith(("resume=", "+resume="))]
+    launcher = "torchrun --nproc-per-node N tools/train.py" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "python tools/train.py"
+    return f"{launcher} {shlex.join([*kept, 'resume=auto'])}"
+
+
 def _train_task(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from .engine import Runner
+    from .engine import Runner, TrainingInterrupted
+    from .engine.dist import is_main_process
     from .registry import import_modules
 
     try:
         import_modules(cfg.custom_imports)
         work_dir = Path(HydraConfig.get().runtime.output_dir)
-        (work_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        if is_main_process():
+            (work_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         runner = Runner(cfg, work_dir)
         metrics = runner.train()
+    except TrainingInterrupted as e:
+        log.warning("%s:\n  %s", e, resume_command())
+        sys.exit(e.exit_code)
     except UserError as e:
         log.error("error: %s", e)
         sys.exit(2)
@@ -431,7 +501,7 @@ def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset, evaluator, 
     from torch.utils.data import DataLoader, DistributedSampler
 
     from .data import Collate, build_dataloader
-    from .engine import select_device
+    from .engine import inference_weights, select_device
     from .engine.evaluate import run_evaluation
     from .models import build_detector
 
@@ -449,7 +519,7 @@ def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset, evaluator, 
     else:
         loader = build_dataloader(dataset, data.val_batch_size, data.num_workers, train=False, size_divisor=data.size_divisor)
     model = build_detector(cfg.model)
-    model.load_state_dict(state.get("model", state))
+    model.load_state_dict(inference_weights(state))  # the EMA weights when the run kept them
     model.to(device)
     return run_evaluation(model, loader, evaluator, device)
 

@@ -51,13 +51,30 @@ class PipelineConfig:
 @dataclass
 class TrainLoopConfig:
     max_epochs: int = 12
+    max_iters: Optional[int] = None  # iteration-based: stop after this many iterations (the schedule spans them)
     val_interval: int = 1  # evaluate every N epochs (and after the last)
     log_interval: int = 10  # log and write TensorBoard scalars every N iterations
+    accumulate: int = 1  # batches per optimizer step (gradient accumulation); an iteration is one step
+    clip_grad_norm: Optional[float] = None  # clip the global gradient norm to this (None: no clipping)
+    base_batch_size: Optional[int] = None  # optimizer.lr is for this total batch; scaled linearly to the real one
+    freeze: list[str] = field(default_factory=list)  # module-name patterns whose parameters are not trained
+    freeze_norm: list[str] = field(default_factory=list)  # norm layers under these patterns frozen ("*": all)
+    nonfinite: str = "error"  # a NaN/inf loss or gradient: error (stop) | skip (drop the step, count it)
+    max_skipped: int = 50  # with nonfinite=skip: stop after this many non-finite steps in a row
 
 
 @dataclass
 class RuntimeConfig:
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
+    amp: str = "off"  # off | fp16 (with a GradScaler) | bf16: mixed precision of the forward pass and loss
+    channels_last: bool = False  # NHWC memory format for the model and its inputs (faster convs on GPUs)
+    compile: bool = False  # torch.compile the model's forward pass
+    sync_bn: bool = False  # SyncBatchNorm across GPUs in distributed runs (CUDA only)
+    deterministic: bool = False  # deterministic kernels and per-sample augmentation seeds: exact resume
+    cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels (ignored when deterministic)
+    dist_backend: str = "auto"  # auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
+    dist_timeout_minutes: float = 30.0  # how long a rank waits for the others in a collective
+    find_unused_parameters: bool = False  # DDP: for models whose forward leaves some parameters unused
 
 
 @dataclass
@@ -74,7 +91,7 @@ class TrainConfig:
     hooks: dict[str, Any] = field(default_factory=dict)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    resume: Optional[str] = None  # a checkpoint to continue training from
+    resume: Optional[str] = None  # auto (the newest checkpoint of this experiment's runs) or a checkpoint path
     load_from: Optional[str] = None  # a checkpoint to take weights from (fine-tuning)
 
 

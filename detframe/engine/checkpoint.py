@@ -1,34 +1,103 @@
-"""Checkpoint files: written atomically, read without executing code (`weights_only=True`)."""
+"""Checkpoint files: written atomically, read without executing code (`weights_only=True`).
+
+A training checkpoint (`Runner.state_dict`) holds:
+
+    model, ema          raw weights, and the averaged ones ({model, updates, ...}) when EMAHook is on
+    optimizer           its state (momentum buffers ...) and parameter groups
+    scheduler           the LR schedule's position (the schedule itself is rebuilt from the config)
+    scaler              the fp16 GradScaler's state (runtime.amp=fp16)
+    epoch, step, iter   epochs completed, batches done in the next epoch (mid-epoch save), optimizer steps
+    rng                 per rank: python, numpy, torch and CUDA generator states
+    hooks, metrics      e.g. the best metric so far; the last evaluation
+    config              the resolved config, as YAML text (tools/eval.py rebuilds the run from it)
+    meta                detframe version, time, world size, batch sizes
+"""
 from __future__ import annotations
 
 import os
+import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import UserError
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `state` to `path` atomically: a temporary file in the same folder, flushed, then renamed.
+class CheckpointError(UserError):
+    """A checkpoint could not be written (disk full, no permission); the previous one is intact."""
 
-    A crash or a full disk mid-write leaves the previous file at `path` intact; the error propagates.
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write `state` to `path` atomically: a temporary file in the same folder, flushed, fsynced, renamed.
+
+    A crash, a kill or a full disk mid-write leaves the previous file at `path` intact.
+
+    Raises:
+        CheckpointError: the file system refused (the message names the path and the reason).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        kept = f"; the previous {path.name} is intact" if path.exists() else ""
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}{kept}") from e
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def link_checkpoint(src: Path, dst: Path) -> Path:
+    """Make `dst` the same file as `src` (a hard link: no second write; a copy where links are not
+    supported), atomically replacing any previous `dst`."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint {dst}: {e.strerror or e}") from e
+    return dst
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -40,3 +109,53 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+
+
+def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The weights to predict with: the EMA's when the run kept one, else the raw model's (or `state`
+    itself when it is a bare state dict)."""
+    ema = state.get("ema")
+    if isinstance(ema, dict) and "model" in ema:
+        return ema["model"]
+    return state.get("model", state)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every generator's state, in types `torch.load(weights_only=True)` accepts."""
+    _, keys, pos = random.getstate()
+    _, np_keys, np_pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": list(keys), "python_pos": pos,
+        "numpy": torch.from_numpy(np_keys.astype(np.int64)), "numpy_pos": int(np_pos),
+        "numpy_gauss": [int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` saved (a checkpoint without CUDA state leaves CUDA's alone)."""
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    keys = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    has_gauss, gauss = state.get("numpy_gauss", [0, 0.0])
+    np.random.set_state(("MT19937", keys.astype(np.uint32), int(state["numpy_pos"]), int(has_gauss), float(gauss)))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def prune(folder: Path, prefix: str, keep: int) -> list[Path]:
+    """Delete all but the `keep` highest-numbered `<prefix><N>.pt` files of `folder`; returns the deleted."""
+    numbered = []
+    for p in folder.glob(f"{prefix}*.pt"):
+        suffix = p.stem[len(prefix):]
+        if suffix.isdigit():
+            numbered.append((int(suffix), p))
+    numbered.sort()
+    doomed = [p for _, p in numbered[: max(0, len(numbered) - keep)]]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed

@@ -1,104 +1,148 @@
-"""Optimizers and learning-rate schedules selected from config.
+"""Optimizers from config, with parameter groups and linear LR scaling by batch size.
 
-Schedules are multiplicative factors of the iteration, applied through torch's LambdaLR and stepped
-once per iteration. The factor is a closure over the config, so a checkpoint stores only the position
-(`last_epoch`, i.e. the iteration) and the base learning rates: resuming with a longer schedule in the
-config follows the new schedule from the saved iteration.
+    optimizer:
+      type: SGD                      # any registered optimizer: SGD, Adam, AdamW
+      lr: 0.01                       # for train.base_batch_size images per step, when that is set
+      momentum: 0.9
+      weight_decay: 5.0e-4
+      paramwise:                     # detframe's options, not the optimizer's (see `param_groups`)
+        norm_decay_mult: 0.0         # no weight decay on normalisation layers
+        bias_decay_mult: 0.0         # nor on biases
+        lr_mult: {backbone: 0.1}     # module-name pattern -> LR multiplier
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import fnmatch
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
 
-from ..errors import ConfigError
-from ..registry import OPTIMIZERS, SCHEDULERS
+from ..errors import ConfigError, choices_text, did_you_mean
+from ..registry import OPTIMIZERS, check_arguments, config_path, to_plain
+from .schedules import build_scheduler, current_lr, warmup_factor  # noqa: F401  (re-exported)
+
+log = logging.getLogger("detframe")
 
 OPTIMIZERS.register("SGD")(torch.optim.SGD)
 OPTIMIZERS.register("Adam")(torch.optim.Adam)
 OPTIMIZERS.register("AdamW")(torch.optim.AdamW)
 
-
-def build_optimizer(cfg: DictConfig, model: nn.Module) -> Optimizer:
-    """The `optimizer` config over the model's trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return OPTIMIZERS.build(cfg, params=params)
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
-def build_scheduler(cfg: DictConfig, optimizer: Optimizer, iters_per_epoch: int, max_epochs: int) -> LambdaLR:
-    """The `scheduler` config; every schedule gets the optimizer and the length of training."""
-    return SCHEDULERS.build(cfg, optimizer=optimizer, iters_per_epoch=iters_per_epoch, max_epochs=max_epochs)
-
-
-def warmup_factor(it: int, kind: str, iters: int, ratio: float) -> float:
-    """LR multiplier during warmup: `linear` from `ratio` to 1, `exp` geometric from `ratio` to 1."""
-    if kind == "none" or iters <= 0 or it >= iters:
-        return 1.0
-    t = it / iters
-    if kind == "linear":
-        return ratio + (1.0 - ratio) * t
-    if kind == "exp":
-        return ratio ** (1.0 - t)
-    raise ConfigError(f"scheduler.warmup: expected linear, exp or none, got '{kind}'")
-
-
-@SCHEDULERS.register()
-def WarmupMultiStepLR(
-    optimizer: Optimizer,
-    iters_per_epoch: int,
-    max_epochs: int,
-    milestones: Sequence[int],
-    gamma: float = 0.1,
-    warmup: str = "linear",
-    warmup_iters: int = 500,
-    warmup_ratio: float = 0.001,
-    by_epoch: bool = True,
-) -> LambdaLR:
-    """Warmup, then multiply the LR by `gamma` at each milestone.
+def build_optimizer(cfg: DictConfig | Mapping, model: nn.Module, lr_scale: float = 1.0) -> Optimizer:
+    """The `optimizer` config over the model's trainable parameters.
 
     Args:
-        milestones: epochs (by_epoch) or iterations at which the LR drops.
-        gamma: the drop factor.
-        warmup, warmup_iters, warmup_ratio: see `warmup_factor`; warmup counts iterations.
+        cfg: `{type, lr, ..., paramwise: {...}}`; `paramwise` goes to `param_groups`, the rest to the
+            optimizer's constructor (both checked against their signatures).
+        model: the (unwrapped) model; frozen parameters (`requires_grad=False`) are left out.
+        lr_scale: multiplies `lr` (linear scaling of the LR with the total batch size).
     """
-    steps = sorted(int(m) * (iters_per_epoch if by_epoch else 1) for m in milestones)
-    warmup_factor(0, warmup, warmup_iters, warmup_ratio)  # validates `warmup` now, not at the first step
-
-    def factor(it: int) -> float:
-        drops = sum(1 for s in steps if it >= s)
-        return warmup_factor(it, warmup, warmup_iters, warmup_ratio) * gamma**drops
-
-    return LambdaLR(optimizer, factor)
-
-
-@SCHEDULERS.register()
-def WarmupCosineLR(
-    optimizer: Optimizer,
-    iters_per_epoch: int,
-    max_epochs: int,
-    min_ratio: float = 0.01,
-    warmup: str = "linear",
-    warmup_iters: int = 500,
-    warmup_ratio: float = 0.001,
-) -> LambdaLR:
-    """Warmup, then cosine decay from the base LR to `min_ratio` x base LR at the last iteration."""
-    total = max(1, iters_per_epoch * max_epochs)
-    warmup_factor(0, warmup, warmup_iters, warmup_ratio)
-
-    def factor(it: int) -> float:
-        cosine = min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
-        return warmup_factor(it, warmup, warmup_iters, warmup_ratio) * cosine
-
-    return LambdaLR(optimizer, factor)
+    where = config_path(cfg) or "optimizer"
+    node = to_plain(cfg)
+    if not isinstance(node, dict) or "type" not in node:
+        raise ConfigError(f"{where}: expected a mapping with a 'type' key. Known optimizer types: {choices_text(OPTIMIZERS)}")
+    paramwise = node.pop("paramwise", None) or {}
+    try:
+        target = OPTIMIZERS.get(node.pop("type"))
+    except ConfigError as e:
+        raise ConfigError(f"{where}.type: {e}") from None
+    if "lr" not in node:
+        raise ConfigError(f"{where}: no 'lr' given")
+    node["lr"] = float(node["lr"]) * lr_scale
+    check_arguments(param_groups, {"model": model, "lr": 0.0, "weight_decay": 0.0, **paramwise}, where=f"{where}.paramwise")
+    groups = param_groups(model, node["lr"], float(node.get("weight_decay", 0.0)), **paramwise)
+    check_arguments(target, {**node, "params": groups}, where=where)
+    return target(groups, **node)
 
 
-def current_lr(optimizer: Optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
+def param_groups(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    norm_decay_mult: float = 1.0,
+    bias_decay_mult: float = 1.0,
+    lr_mult: dict[str, float] | None = None,
+    decay_mult: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Split the trainable parameters into groups by learning rate and weight decay.
+
+    Args:
+        model: the model; parameters with `requires_grad=False` are skipped.
+        lr, weight_decay: the optimizer's base values.
+        norm_decay_mult: weight-decay multiplier for the weights and biases of normalisation layers
+            (BatchNorm, GroupNorm, LayerNorm); 0 turns their decay off.
+        bias_decay_mult: weight-decay multiplier for the biases of other layers.
+        lr_mult, decay_mult: `{pattern: multiplier}`. A pattern is a module-name prefix ("backbone",
+            "head.cls_convs") or an fnmatch glob ("backbone.features.[0-3].*"); the longest pattern that
+            matches a parameter's name wins.
+
+    Returns:
+        torch param groups (`params`, `lr`, `weight_decay`), in order of first appearance; a single
+        group when no option changes anything.
+    """
+    lr_mult, decay_mult = dict(lr_mult or {}), dict(decay_mult or {})
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for option, patterns in (("lr_mult", lr_mult), ("decay_mult", decay_mult)):
+        _check_patterns(model, names, patterns, f"optimizer.paramwise.{option}")
+    norm_params = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
+    groups: dict[tuple[float, float], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        decay = _best_match(name, decay_mult, 1.0)
+        if id(param) in norm_params:
+            decay *= norm_decay_mult
+        elif name.endswith("bias"):
+            decay *= bias_decay_mult
+        key = (_best_match(name, lr_mult, 1.0), decay)
+        group = groups.setdefault(key, {"params": [], "lr": lr * key[0], "weight_decay": weight_decay * key[1]})
+        group["params"].append(param)
+    if not groups:
+        raise ConfigError("the model has no trainable parameters (check train.freeze)")
+    return list(groups.values())
 
 
-__all__: Sequence[str] = ["build_optimizer", "build_scheduler", "current_lr", "warmup_factor"]
+def describe_groups(optimizer: Optimizer) -> str:
+    """One line per parameter group: how many tensors and values, its LR and weight decay."""
+    return "; ".join(
+        f"{len(g['params'])} tensors ({sum(p.numel() for p in g['params']):,} values) lr {g.get('initial_lr', g['lr']):.4g} wd {g.get('weight_decay', 0):.3g}"
+        for g in optimizer.param_groups
+    )
+
+
+def matches(name: str, pattern: str) -> bool:
+    """Module/parameter `name` lies under `pattern`: equal, a dotted prefix, or an fnmatch glob."""
+    return name == pattern or name.startswith(pattern + ".") or fnmatch.fnmatchcase(name, pattern)
+
+
+def _best_match(name: str, table: Mapping[str, float], default: float) -> float:
+    best = max((p for p in table if matches(name, p)), key=len, default=None)
+    return default if best is None else float(table[best])
+
+
+def _check_patterns(model: nn.Module, names: Sequence[str], patterns: Mapping[str, Any], where: str) -> None:
+    for pattern in patterns:
+        if not any(matches(n, pattern) for n in names):
+            modules = [n for n, _ in model.named_modules() if n and n.count(".") <= 1]
+            raise ConfigError(f"{where}: '{pattern}' matches no trainable parameter.{did_you_mean(pattern, modules)} "
+                              f"Top-level modules: {choices_text(n for n in modules if '.' not in n)}")
+
+
+def lr_scale_for(total_batch_size: int, base_batch_size: int | None) -> float:
+    """Linear scaling rule (Goyal et al. 2017): the LR grows with the total batch size."""
+    if not base_batch_size:
+        return 1.0
+    if base_batch_size < 1:
+        raise ConfigError(f"train.base_batch_size: expected a positive number of images, got {base_batch_size}")
+    return total_batch_size / base_batch_size
+
+
+__all__: Sequence[str] = ["build_optimizer", "build_scheduler", "current_lr", "describe_groups", "lr_scale_for",
+                          "matches", "param_groups", "warmup_factor"]

@@ -123,7 +123,13 @@ class SSDHead(nn.Module):
             cls_targets[i, assignment.gt_index == IGNORED] = -1
             matched_boxes[i, pos] = gt.boxes[index]
         positive = cls_targets > 0
-        num_pos = positive.sum().clamp(min=1).float()
+        num_pos = positive.sum().float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Normalise by the mean positive count over ranks: DDP's averaged gradient then equals the
+            # gradient of one process holding the whole batch.
+            torch.distributed.all_reduce(num_pos)
+            num_pos = num_pos / torch.distributed.get_world_size()
+        num_pos = num_pos.clamp(min=1)
         box_targets = self.coder.encode(priors.expand(batch_size, -1, -1)[positive], matched_boxes[positive])
         return {
             "loss_cls": self.loss_cls(outputs.cls_logits, cls_targets) / num_pos,
