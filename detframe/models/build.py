@@ -16,6 +16,8 @@ HEAD_PARTS: dict[str, Registry] = {
     "loss_cls": LOSSES,
     "loss_box": LOSSES,
     "loss_obj": LOSSES,
+    "loss_xy": LOSSES,
+    "loss_wh": LOSSES,
     "loss_centerness": LOSSES,
 }
 

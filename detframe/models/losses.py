@@ -1,10 +1,17 @@
-"""Loss functions selected from config (`loss_cls`, `loss_box`). Each returns a sum; the head divides
-by the number of positives so that every loss term has the same normalisation."""
+"""Loss functions selected from config (`loss_cls`, `loss_box`, `loss_obj`, ...). Each returns a sum
+times its `loss_weight`; the head divides by its normaliser (the number of positives for SSD and
+RetinaNet, the number of images for YOLOv3) so that the weights in the config mean the same thing
+whatever the batch.
+
+Box losses on encoded deltas take `(pred_deltas, target_deltas)`; those with `decoded = True` (GIoU)
+take `(pred_boxes, gt_boxes)` in xyxy pixels, and the heads decode before calling them.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from ..registry import LOSSES
 
@@ -68,6 +75,66 @@ class L1Loss:
 
     def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
         return self.loss_weight * F.l1_loss(pred, target, reduction="sum")
+
+
+@LOSSES.register()
+class FocalLoss:
+    """Sigmoid focal loss FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t) (Lin et al. 2017), summed;
+    torchvision.ops.sigmoid_focal_loss does the arithmetic.
+
+    Args:
+        alpha: weight of the positive class (0.25 in the paper); negative means no weighting.
+        gamma: focusing exponent (2 in the paper).
+        loss_weight: multiplier on the returned sum.
+    """
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, loss_weight: float = 1.0) -> None:
+        self.alpha, self.gamma, self.loss_weight = alpha, gamma, loss_weight
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """logits, targets: [N, C]; targets are one-hot (all zeros for background). Returns the sum."""
+        return self.loss_weight * sigmoid_focal_loss(logits, targets.to(logits.dtype), self.alpha, self.gamma, "sum")
+
+
+@LOSSES.register()
+class BCEWithLogitsLoss:
+    """Binary cross-entropy on logits, summed: YOLOv3's objectness, class and centre-offset terms
+    (independent logistic classifiers instead of a softmax, Redmon & Farhadi 2018, sec. 2.2)."""
+
+    def __init__(self, loss_weight: float = 1.0) -> None:
+        self.loss_weight = loss_weight
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """logits, targets: same shape; targets in [0, 1] (soft targets allowed). Returns the sum."""
+        return self.loss_weight * F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="sum")
+
+
+@LOSSES.register()
+class MSELoss:
+    """Squared error, summed (YOLOv3's width/height term on log-size targets)."""
+
+    def __init__(self, loss_weight: float = 1.0) -> None:
+        self.loss_weight = loss_weight
+
+    def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
+        return self.loss_weight * F.mse_loss(pred, target, reduction="sum")
+
+
+@LOSSES.register()
+class GIoULoss:
+    """1 - generalised IoU (Rezatofighi et al. 2019) of decoded boxes, summed (torchvision.ops).
+
+    `decoded = True` tells the heads to pass boxes, not deltas.
+    """
+
+    decoded = True
+
+    def __init__(self, loss_weight: float = 1.0) -> None:
+        self.loss_weight = loss_weight
+
+    def __call__(self, pred_boxes: Tensor, gt_boxes: Tensor) -> Tensor:
+        """pred_boxes, gt_boxes: [N, 4] xyxy absolute, row by row. Returns the sum."""
+        return self.loss_weight * generalized_box_iou_loss(pred_boxes, gt_boxes, reduction="sum")
 
 
 def loss_sum(losses: dict[str, Tensor]) -> Tensor:

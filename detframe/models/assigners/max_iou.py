@@ -31,15 +31,26 @@ class MaxIoUAssigner:
     in between ignored. With `match_low_quality`, each object's best prior is then made positive for it
     whatever its IoU (SSD's "best prior per ground truth"; torchvision's SSDMatcher).
 
+    With `match_all_ties`, every prior whose IoU equals an object's best (several anchors lying wholly
+    inside a large object tie) becomes positive, each for the object it overlaps most: Detectron's
+    and torchvision's Matcher(allow_low_quality_matches=True), which RetinaNet and Faster R-CNN use.
+
     Priors matched to an ignored object (VOC difficult, COCO crowd) are ignored, and ignored objects
     do not claim a best prior.
     """
 
-    def __init__(self, pos_iou: float = 0.5, neg_iou: float = 0.5, min_pos_iou: float = 0.0, match_low_quality: bool = True) -> None:
+    def __init__(
+        self,
+        pos_iou: float = 0.5,
+        neg_iou: float = 0.5,
+        min_pos_iou: float = 0.0,
+        match_low_quality: bool = True,
+        match_all_ties: bool = False,
+    ) -> None:
         if neg_iou > pos_iou:
             raise ValueError(f"MaxIoUAssigner: neg_iou ({neg_iou}) must not exceed pos_iou ({pos_iou})")
         self.pos_iou, self.neg_iou, self.min_pos_iou = pos_iou, neg_iou, min_pos_iou
-        self.match_low_quality = match_low_quality
+        self.match_low_quality, self.match_all_ties = match_low_quality, match_all_ties
 
     def __call__(self, priors: Tensor, gt_boxes: Tensor, gt_ignore: Tensor | None = None) -> Assignment:
         """Match priors [P, 4] to objects [G, 4] (both xyxy absolute); `gt_ignore` is bool [G]."""
@@ -54,7 +65,14 @@ class MaxIoUAssigner:
         gt_index[max_iou < self.neg_iou] = NEGATIVE
         positive = max_iou >= self.pos_iou
         gt_index[positive] = argmax[positive]
-        if self.match_low_quality:
+        if self.match_low_quality and self.match_all_ties:
+            best_iou = iou.max(dim=1, keepdim=True).values  # [G, 1]
+            claim = best_iou > max(self.min_pos_iou, 0.0)
+            if gt_ignore is not None:
+                claim &= ~gt_ignore[:, None]
+            ties = ((iou == best_iou) & claim).any(dim=0)
+            gt_index[ties] = argmax[ties]
+        elif self.match_low_quality:
             best_iou, best_prior = iou.max(dim=1)  # [G]
             claim = best_iou >= self.min_pos_iou
             if gt_ignore is not None:

@@ -1,4 +1,6 @@
+from .darknet import Darknet
 from .mobilenet import MobileNetV3
+from .resnet import ResNet
 from .vgg import SSDVGG16
 
-__all__ = ["MobileNetV3", "SSDVGG16"]
+__all__ = ["Darknet", "MobileNetV3", "ResNet", "SSDVGG16"]

@@ -32,10 +32,7 @@ def load_pretrained(model: nn.Module, pretrained: str | None, weights_enum: type
         return
     path = Path(pretrained).expanduser()
     if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
+        state = read_state_dict(path, where)
     else:
         try:
             weights = weights_enum.verify(pretrained)
@@ -52,9 +49,35 @@ def load_pretrained(model: nn.Module, pretrained: str | None, weights_enum: type
                 f"{where}: could not download torchvision weights {weights} ({type(e).__name__}: {e}). "
                 f"Offline? Download {weights.url} on a connected machine and set {where}=/path/to/the/file.pth"
             ) from None
-    result = model.load_state_dict(state, strict=False)
-    matched = len(model.state_dict()) - len(result.missing_keys)
-    if matched == 0:
-        raise ConfigError(f"{where}: none of the {len(state)} tensors in '{pretrained}' fit {type(model).__name__}")
-    log.info("%s: loaded %d tensors from %s (missing %d, unexpected %d)", where, matched, pretrained,
-             len(result.missing_keys), len(result.unexpected_keys))
+    load_matching(model, state, str(pretrained), where)
+
+
+def read_state_dict(path: Path, where: str) -> dict[str, torch.Tensor]:
+    """A state dict saved with torch.save: a plain one, or nested under "state_dict" / "model" (the
+    checkpoints of detframe, mmdetection and torchvision's references)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"{where}: cannot read '{path}' as a PyTorch state dict ({type(e).__name__}: {e})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ConfigError(f"{where}: '{path}' holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str, where: str) -> None:
+    """Load the tensors of `state` whose names and shapes fit `model`; an error if none does.
+
+    Tensors whose shape differs are skipped (a classifier for another number of classes, say) and
+    counted in the log line, as are missing and unexpected names.
+    """
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise ConfigError(f"{where}: none of the {len(state)} tensors in '{source}' fit {type(model).__name__} "
+                          f"(its names look like '{next(iter(own), '')}'; the file's like '{next(iter(state), '')}')")
+    model.load_state_dict(fitting, strict=False)
+    log.info("%s: loaded %d of %d tensors from %s (%d of the file's skipped: other names or shapes)",
+             where, len(fitting), len(own), source, len(state) - len(fitting))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import VGG16_Weights, vgg16
+from torchvision.models import VGG16_Weights
+from torchvision.models.vgg import cfgs, make_layers
 
 from ...registry import BACKBONES
 from .pretrained import load_pretrained
@@ -36,7 +37,14 @@ class SSDVGG16(nn.Module):
 
     def __init__(self, pretrained: str | None = None, l2norm_scale: float = 20.0) -> None:
         super().__init__()
-        net = vgg16(weights=None)
+        # Only VGG-16's conv layers, under torchvision's names: building the whole classifier (102M
+        # parameters of fully connected layers SSD drops) would cost seconds of initialisation.
+        net = nn.Module()
+        net.features = make_layers(cfgs["D"])
+        for m in net.features.modules():
+            if isinstance(m, nn.Conv2d):  # torchvision's VGG init
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
         load_pretrained(net, pretrained, VGG16_Weights, where="model.backbone.pretrained")
         features = net.features
         pools = [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]

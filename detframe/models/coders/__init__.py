@@ -1,3 +1,4 @@
 from .delta_xywh import DeltaXYWHCoder
+from .yolo import YOLOCoder
 
-__all__ = ["DeltaXYWHCoder"]
+__all__ = ["DeltaXYWHCoder", "YOLOCoder"]

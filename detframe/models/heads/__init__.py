@@ -1,4 +1,6 @@
-from .base import DenseOutputs, flatten_levels
+from .base import DenseOutputs, flatten_levels, match_batch
+from .retina_head import RetinaHead
 from .ssd_head import SSDHead, SSDLiteHead
+from .yolo_head import YOLOOutputs, YOLOv3Head
 
-__all__ = ["DenseOutputs", "SSDHead", "SSDLiteHead", "flatten_levels"]
+__all__ = ["DenseOutputs", "RetinaHead", "SSDHead", "SSDLiteHead", "YOLOOutputs", "YOLOv3Head", "flatten_levels", "match_batch"]

@@ -26,3 +26,30 @@ def flatten_levels(per_level: list[Tensor], channels: int) -> Tensor:
         b, _, h, w = x.shape
         flat.append(x.view(b, -1, channels, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, channels))
     return torch.cat(flat, dim=1)
+
+
+def match_batch(assigner, priors: Tensor, targets: list, **extra) -> tuple[Tensor, Tensor]:
+    """Run `assigner` on every image of a batch.
+
+    Args:
+        assigner: called as `assigner(priors, [extra...,] gt_boxes, gt_ignore)`, returns an `Assignment`.
+        priors: [P, 4] xyxy absolute, shared by the images.
+        targets: per image, `Instances` (boxes xyxy absolute, labels 0..C-1, ignore flags).
+        extra: further positional inputs of the assigner (YOLO's per-prior strides).
+
+    Returns:
+        gt_labels: int64 [B, P]: the class (>= 0) of the object matched to each prior, or NEGATIVE /
+            IGNORED (see assigners.max_iou).
+        gt_boxes: [B, P, 4] the matched object's box (zeros where there is none).
+    """
+    batch, num_priors = len(targets), priors.shape[0]
+    gt_labels = torch.empty((batch, num_priors), dtype=torch.long, device=priors.device)
+    gt_boxes = priors.new_zeros((batch, num_priors, 4))
+    for i, gt in enumerate(targets):
+        assignment = assigner(priors, *extra.values(), gt.boxes, gt.ignore)
+        index = assignment.gt_index
+        pos = index >= 0
+        gt_labels[i] = index
+        gt_labels[i, pos] = gt.labels[index[pos]]
+        gt_boxes[i, pos] = gt.boxes[index[pos]]
+    return gt_labels, gt_boxes

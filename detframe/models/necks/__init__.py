@@ -1,3 +1,5 @@
+from .fpn import FPN
 from .ssd_extra import SSDExtraLayers
+from .yolo_neck import YOLOv3Neck
 
-__all__ = ["SSDExtraLayers"]
+__all__ = ["FPN", "SSDExtraLayers", "YOLOv3Neck"]

@@ -1,3 +1,5 @@
+from .anchors import AnchorGenerator
 from .ssd import SSDPriorGenerator
+from .yolo import YOLOPriorGenerator
 
-__all__ = ["SSDPriorGenerator"]
+__all__ = ["AnchorGenerator", "SSDPriorGenerator", "YOLOPriorGenerator"]

@@ -1,0 +1,183 @@
+"""Speed of detframe's detectors against torchvision's same networks, and every model's size and FLOPs.
+
+    python benchmarks/models.py                                  # CPU, batch 2, 7 rounds
+    python benchmarks/models.py --models ssdlite320_mobilenet_v3_large --batch 4 --rounds 11
+    python benchmarks/models.py --device cuda --amp fp16 --batch 8   # GPU with autocast (both sides)
+    python benchmarks/models.py --skip-speed                     # parameters and FLOPs only
+
+For each detector torchvision also has (SSD300-VGG16, SSDLite320-MobileNetV3-Large, RetinaNet-R50-FPN)
+it times a training step (forward, losses, backward, SGD step) and inference (forward, decoding, NMS,
+rescaling) of ours and of torchvision's, on the same random uint8 images and boxes, alternating ours and
+theirs round by round so both see the same machine load, and prints the medians and the ratio
+ours / torchvision (<= 1.0: ours is not slower). Then parameters and forward FLOPs (multiply and add
+counted as two, torch.utils.flop_counter.FlopCounterMode) of every model config at its usual input size.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torchvision.models import detection
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from detframe.cli import resolve_config_arg, validate_overrides  # noqa: E402
+from detframe.models import build_detector  # noqa: E402
+from detframe.models.convert import EQUIVALENTS, load_torchvision  # noqa: E402
+from detframe.structures import Batch, Instances  # noqa: E402
+
+NUM_CLASSES = 80  # COCO's; torchvision's SSDs count the background as one more
+# torchvision builder -> input size (square) and extra builder arguments (RetinaNet's transform would
+# otherwise resize to 800 px; min = max = the size makes it a no-op, like ours).
+PAIRS = {
+    "ssd300_vgg16": (300, {}),
+    "ssdlite320_mobilenet_v3_large": (320, {}),
+    "retinanet_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
+}
+# Every model config and the input size it is usually run at (h, w), for parameters and FLOPs.
+SIZES = {
+    "ssd300_vgg16": (300, 300), "ssd512_vgg16": (512, 512), "ssdlite_mobilenetv3": (320, 320),
+    "ssdlite_mobilenetv3_small": (256, 256), "retinanet_r50_fpn": (800, 1216), "retinanet_r18_fpn": (800, 1216),
+    "yolov3_d53": (608, 608), "yolov3_d53_small": (320, 320),
+}
+
+
+def compose_model(name: str, overrides: list[str] = ()) -> torch.nn.Module:
+    cfg = validate_overrides("train", resolve_config_arg([f"model={name}", *overrides]))
+    cfg.model.head.num_classes = NUM_CLASSES
+    return build_detector(cfg.model)
+
+
+def make_pair(arch: str, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """torchvision's model (random weights, nothing downloaded) and ours with the same weights."""
+    size, kwargs = PAIRS[arch]
+    torch.manual_seed(0)
+    theirs = getattr(detection, arch)(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + arch.startswith("ssd"), **kwargs)
+    name, overrides = EQUIVALENTS[arch]
+    ours = compose_model(name, overrides)
+    load_torchvision(ours, theirs.state_dict(), arch)
+    return theirs.to(device), ours.to(device)
+
+
+def make_inputs(size: int, batch: int, device: torch.device) -> tuple[Batch, list[torch.Tensor], list[dict]]:
+    """The same images and boxes (three per image, xyxy pixels) for ours (a Batch of uint8) and for
+    torchvision's (float 0..1 images and target dicts; labels shifted past SSD's background)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
+    xy = torch.rand(batch, 3, 2, generator=g) * size * 0.6
+    boxes = torch.cat([xy, xy + torch.rand(batch, 3, 2, generator=g) * size * 0.35 + 10], -1)
+    labels = torch.randint(0, NUM_CLASSES, (batch, 3), generator=g)
+    targets = [Instances(b, l, torch.zeros(3, dtype=torch.bool)) for b, l in zip(boxes, labels)]
+    ours = Batch(images, targets, [(size, size)] * batch, [(size, size)] * batch, list(range(batch)),
+                 [(1.0, 1.0)] * batch, [(0.0, 0.0)] * batch).to(device)
+    theirs = [im.to(device).float() / 255 for im in images]
+    return ours, theirs, [{"boxes": b.to(device), "labels": l.to(device)} for b, l in zip(boxes, labels)]
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def autocast(device: torch.device, amp: str):
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+
+
+def step_fns(model: torch.nn.Module, loss: Callable[[], dict], infer: Callable[[], object], device: torch.device,
+             amp: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(training step, inference) closures: SGD on the summed losses, with a GradScaler under fp16."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+
+    def train() -> None:
+        model.train()
+        with autocast(device, amp):
+            total = sum(loss().values())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def inference() -> None:
+        model.eval()
+        with torch.no_grad(), autocast(device, amp):
+            infer()
+
+    return train, inference
+
+
+def compare(arch: str, args: argparse.Namespace, device: torch.device) -> None:
+    theirs, ours = make_pair(arch, device)
+    batch, images, targets = make_inputs(PAIRS[arch][0], args.batch, device)
+    our_train, our_infer = step_fns(ours, lambda: ours.loss(batch), lambda: ours.predict(batch), device, args.amp)
+    their_train, their_infer = step_fns(theirs, lambda: theirs(images, targets), lambda: theirs(images), device, args.amp)
+    for kind, mine, ref in (("train step", our_train, their_train), ("inference", our_infer, their_infer)):
+        for _ in range(args.warmup):
+            mine(), ref()
+        times: dict[str, list[float]] = {"ours": [], "torchvision": []}
+        for r in range(args.rounds):  # alternate who goes first, so neither always follows the other
+            order = (("ours", mine), ("torchvision", ref)) if r % 2 == 0 else (("torchvision", ref), ("ours", mine))
+            for who, fn in order:
+                times[who].append(timed(fn, device))
+        a, b = statistics.median(times["ours"]), statistics.median(times["torchvision"])
+        print(f"{arch:32s} {kind:10s} batch {args.batch} {PAIRS[arch][0]}px  ours {a * 1e3:9.1f} ms  "
+              f"torchvision {b * 1e3:9.1f} ms  ratio {a / b:.3f}", flush=True)
+
+
+def count(name: str, size: tuple[int, int]) -> tuple[float, float]:
+    """(millions of parameters, GFLOPs of one forward pass on one image of `size`)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = compose_model(name).eval()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 3, *size, dtype=torch.uint8))
+    return params, counter.get_total_flops() / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per side (median taken)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", choices=["off", "fp16", "bf16"], default=None,
+                        help="autocast for both sides (default: fp16 on CUDA, off on CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-flops", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    args.amp = args.amp or ("fp16" if device.type == "cuda" else "off")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
+    print(f"torch {torch.__version__}, device {device}, amp {args.amp}, {torch.get_num_threads()} threads, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if not args.skip_speed:
+        for arch in args.models:
+            compare(arch, args, device)
+    if not args.skip_flops:
+        print(f"\n{'model config':28s} {'input':>10s} {'params (M)':>11s} {'GFLOPs':>9s}")
+        for name, size in SIZES.items():
+            params, flops = count(name, size)
+            print(f"{name:28s} {size[0]:>4d}x{size[1]:<5d} {params:11.2f} {flops:9.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

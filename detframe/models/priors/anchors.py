@@ -1,0 +1,98 @@
+"""Anchors of several sizes and aspect ratios per location (Faster R-CNN's RPN, RetinaNet).
+
+Written here rather than calling torchvision's AnchorGenerator because that one takes an `ImageList`,
+derives each level's stride as image size // feature size (which is not the nominal stride when the
+input is not a multiple of the coarsest stride) and recomputes every call; this one is a plain,
+cached function of (feature shapes, image size). tests/models/test_priors.py checks that both give
+identical boxes where they are meant to agree.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ...registry import PRIORS
+
+
+@PRIORS.register()
+class AnchorGenerator:
+    """Anchors centred on a grid of `strides[k]` pixels at level k.
+
+    Sizes at level k are `octave_base_scale * strides[k] * 2 ** (i / scales_per_octave)` for
+    i < scales_per_octave (RetinaNet: 4 * stride * {2^0, 2^(1/3), 2^(2/3)}), or the explicit `sizes[k]`.
+    An anchor of size s and aspect ratio r (= h / w) has w = s / sqrt(r), h = s * sqrt(r). At each
+    location the anchors are ordered ratio by ratio, sizes within a ratio (torchvision's and
+    mmdetection's order).
+
+    Args:
+        strides: stride in pixels of each level.
+        aspect_ratios: h / w ratios, the same at every level.
+        octave_base_scale: size of the smallest anchor in units of the level's stride.
+        scales_per_octave: sizes per level, spaced by 2^(1/scales_per_octave).
+        sizes: explicit per-level sizes in pixels instead of the two above.
+        center_offset: anchor centres at (i + center_offset) * stride; 0 for RetinaNet as in
+            torchvision and mmdetection, 0.5 for the centre of the cell.
+        round_base: round the anchor corners relative to the centre to integers (torchvision does).
+
+    Returns (from `__call__`): [P, 4] anchors, xyxy absolute pixels, ordered level, row, column, anchor.
+    """
+
+    def __init__(
+        self,
+        strides: Sequence[int],
+        aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        octave_base_scale: float = 4.0,
+        scales_per_octave: int = 3,
+        sizes: Sequence[Sequence[float]] | None = None,
+        center_offset: float = 0.0,
+        round_base: bool = False,
+    ) -> None:
+        self.strides = [float(s) for s in strides]
+        if sizes is None:
+            octave = [2 ** (i / scales_per_octave) for i in range(scales_per_octave)]
+            sizes = [[octave_base_scale * s * o for o in octave] for s in self.strides]
+        if len(sizes) != len(self.strides):
+            raise ValueError(f"AnchorGenerator: {len(self.strides)} strides but {len(sizes)} lists of sizes")
+        self.sizes = [[float(s) for s in level] for level in sizes]
+        self.aspect_ratios = [float(r) for r in aspect_ratios]
+        self.center_offset = center_offset
+        self._base = [self._base_anchors(level, round_base) for level in self.sizes]
+        self._cache: dict[tuple, Tensor] = {}
+
+    def _base_anchors(self, sizes: list[float], round_base: bool) -> Tensor:
+        """[A, 4] anchors centred on (0, 0)."""
+        h_ratios = torch.tensor([math.sqrt(r) for r in self.aspect_ratios])
+        w_ratios = 1.0 / h_ratios
+        scales = torch.tensor(sizes)
+        ws = (w_ratios[:, None] * scales[None, :]).reshape(-1)
+        hs = (h_ratios[:, None] * scales[None, :]).reshape(-1)
+        base = torch.stack((-ws, -hs, ws, hs), dim=1) / 2
+        return base.round() if round_base else base
+
+    @property
+    def num_anchors(self) -> list[int]:
+        """Anchors per location at each level."""
+        return [len(b) for b in self._base]
+
+    def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int], device: torch.device | None = None) -> Tensor:
+        key = (tuple(tuple(s) for s in feature_shapes), str(device))
+        if key not in self._cache:
+            if len(feature_shapes) != len(self._base):
+                raise ValueError(f"AnchorGenerator has {len(self._base)} levels but got {len(feature_shapes)} feature maps")
+            self._cache[key] = torch.cat([
+                grid_boxes(base, stride, shape, self.center_offset) for base, stride, shape in zip(self._base, self.strides, feature_shapes)
+            ]).to(device)
+        return self._cache[key]
+
+
+def grid_boxes(base: Tensor, stride: float, shape: tuple[int, int], center_offset: float) -> Tensor:
+    """Base boxes [A, 4] (centred on 0) shifted to every cell of an (h, w) grid: [h * w * A, 4]."""
+    h, w = shape
+    xs = (torch.arange(w, dtype=torch.float32) + center_offset) * stride
+    ys = (torch.arange(h, dtype=torch.float32) + center_offset) * stride
+    ys, xs = torch.meshgrid(ys, xs, indexing="ij")
+    shifts = torch.stack((xs, ys, xs, ys), dim=-1).reshape(-1, 1, 4)
+    return (shifts + base[None]).reshape(-1, 4)
