@@ -43,7 +43,7 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
             leftovers are batched together at the end so the number of batches does not change).
         multi_scale: (min, max): each batch gets a random size in this range, a multiple of `step`.
         step: the multi-scale size step.
-        rank: this process's rank, mixed into the seeds.
+        rank: this process's rank.
         keyed: yield `SampleKey`s (for `DetectionDataset`s); False: plain indices.
     """
 
@@ -77,11 +77,15 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
         # (seed, epoch) every epoch) and the epoch of set_epoch: the draws the DataLoader itself makes from
         # its generator (a worker seed, only when it starts workers) then cannot shift the order, so a
         # resumed run with persistent workers sees the same order as an uninterrupted one.
-        generator = torch.Generator().manual_seed(self.generator.initial_seed() + self.epoch)
+        # The permutation is the one DistributedSampler draws (randperm from a generator seeded with seed +
+        # epoch); the sample seeds and sizes come after it from a second such generator, so that they do not
+        # depend on whether this process drew the permutation itself: every rank gets the same `base`.
+        seed = self.generator.initial_seed() + self.epoch
         if self.sampler is not None:
             indices = list(self.sampler)
         else:
-            indices = torch.randperm(self.num_samples, generator=generator).tolist()
+            indices = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(seed)).tolist()
+        generator = torch.Generator().manual_seed(seed)
         base = int(torch.randint(0, 2**62, (1,), generator=generator))
         batches = self._batches(indices)
         sizes = [None] * len(batches)
@@ -91,11 +95,12 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
         if not self.keyed:
             yield from batches
             return
-        position = 0
+        # Each sample's seed is a function of (seed, epoch, dataset index): N processes with batch B see the
+        # same augmented samples as one process with batch N x B (DistributedSampler splits the same
+        # permutation), which is what makes a 2-process run reproduce a 1-process one.
         for batch, size in zip(batches, sizes):
-            seeds = np.random.SeedSequence([base, self.rank, self.epoch, position]).generate_state(len(batch))
-            position += len(batch)
-            yield [SampleKey(int(i), int(s), size, self.skip) for i, s in zip(batch, seeds)]
+            seeds = [int(np.random.SeedSequence([base, self.epoch, int(i)]).generate_state(1)[0]) for i in batch]
+            yield [SampleKey(int(i), s, size, self.skip) for i, s in zip(batch, seeds)]
 
     def _batches(self, indices: list[int]) -> list[list[int]]:
         bs = self.batch_size
