@@ -204,13 +204,16 @@ def train_main(argv: Sequence[str] | None = None) -> None:
     under `torchrun --nproc-per-node N tools/train.py ...`."""
     import hydra
 
+    from . import config  # noqa: F401  registers the schema with Hydra, also for --help and --cfg
+
     args = list(sys.argv[1:] if argv is None else argv)
     _ORIGINAL_ARGS[:] = args
     try:
         args = resolve_config_arg(args)
-        if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in args):
-            cfg = validate_overrides("train", args)
-            args += launch_overrides(cfg, args)
+        if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") for a in args):
+            cfg = validate_overrides("train", args)  # also registers the schema with Hydra
+            if not any(a in ("--cfg", "-c") for a in args):  # printing the config starts no run
+                args += launch_overrides(cfg, args)
     except UserError as e:
         _report(e)
     sys.argv = [sys.argv[0], *args]
