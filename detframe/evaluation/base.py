@@ -66,6 +66,10 @@ class DetectionEvaluator:
         prefix: metric names are "<prefix>/<name>".
     """
 
+    # compute() gathers the predictions of all ranks itself (dist.gather_predictions), so the runner's
+    # run_evaluation need not collect them for it (issue 5's flag).
+    gathers_across_ranks = True
+
     def __init__(self, dataset: Any, prefix: str) -> None:
         self.prefix = prefix
         self.gt = GroundTruth.from_dataset(dataset)

@@ -81,6 +81,12 @@ class EvaluatorGroup:
     def __iter__(self):
         return iter(self.evaluators.values())
 
+    @property
+    def gathers_across_ranks(self) -> bool:
+        """True unless one of your own evaluators does not gather itself: run_evaluation then collects the
+        detections of all ranks for every rank (our buffer keeps each image once, so both ways agree)."""
+        return all(getattr(e, "gathers_across_ranks", False) for e in self._others())
+
     def reset(self) -> None:
         if self.buffer is not None:
             self.buffer.reset()

@@ -73,6 +73,8 @@ def test_your_own_evaluator_runs_beside_ours(val_set):
     group = EvaluatorGroup({"coco": CocoEvaluator(val_set), "count": Counter()})
     metrics = feed(group, val_set)
     assert metrics["count/detections"] == len(group.predictions) and "coco/AP" in metrics
+    # in distributed runs, run_evaluation must gather for Counter; ours alone gather themselves
+    assert not group.gathers_across_ranks and EvaluatorGroup({"coco": CocoEvaluator(val_set)}).gathers_across_ranks
 
 
 class RecordingWriter:
