@@ -48,6 +48,7 @@ def test_anchors_tool_on_a_dataset(tiny_shapes, tmp_path):
     assert 0 < current <= 1 and new > current  # clusters of this set's boxes beat COCO's shapes on it
 
 
+@pytest.mark.slow
 def test_anchors_tool_rejects_a_bad_k(tmp_path):
     result = run_tool("anchors.py", ["k=many"], tmp_path)
     assert result.returncode == 2 and "k, restarts and seed take integers" in result.stderr
