@@ -6,8 +6,8 @@ same networks as detframe's `ssd300_vgg16`, `ssdlite_mobilenetv3` and `retinanet
 tensors, can pick the logit channels of a subset of classes (torchvision's COCO models predict 91
 slots: background plus COCO's category ids 1..90, of which 80 are used), and check that the result
 fits the model exactly. tests/models/test_torchvision_equivalence.py checks that converted models give
-torchvision's raw outputs and detections; tools/convert_torchvision.py writes a checkpoint that
-tools/eval.py and `load_from=` accept.
+torchvision's raw outputs and detections. Use: `load_torchvision(model, torchvision_model.state_dict(),
+"retinanet_resnet50_fpn", COCO80_IDS)` (see the README's "Models" section).
 """
 from __future__ import annotations
 

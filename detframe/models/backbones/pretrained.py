@@ -6,6 +6,8 @@ saying how to pass a local file instead.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import torch
@@ -43,6 +45,7 @@ def load_pretrained(model: nn.Module, pretrained: str | None, weights_enum: type
                 f"Weight names for {weights_enum.__name__}: {choices_text(names)}"
             ) from None
         try:
+            _check_reachable(weights.url)
             state = weights.get_state_dict(progress=False, check_hash=True)
         except Exception as e:  # URLError, socket errors, hash mismatch: all mean "could not get it"
             raise ConfigError(
@@ -50,6 +53,32 @@ def load_pretrained(model: nn.Module, pretrained: str | None, weights_enum: type
                 f"Offline? Download {weights.url} on a connected machine and set {where}=/path/to/the/file.pth"
             ) from None
     load_matching(model, state, str(pretrained), where)
+
+
+def _check_reachable(url: str, timeout: float = 10.0) -> None:
+    """Raise OSError unless the host of `url` accepts a connection within `timeout` seconds.
+
+    Skipped when torchvision's cache already holds the file. urllib has no timeout by default: on a
+    machine whose network drops packets, torch.hub's download would hang instead of failing.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    if cached.is_file():
+        return
+    parts = urlparse(url)
+    # Name resolution ignores socket timeouts (a machine without DNS waits for the resolver's own
+    # retries), so it runs in a thread that is abandoned after `timeout`.
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        address = pool.submit(socket.getaddrinfo, parts.hostname, parts.port or 443, 0, socket.SOCK_STREAM).result(timeout)
+    except FutureTimeout:
+        raise OSError(f"no answer for {parts.hostname} within {timeout:.0f} s") from None
+    finally:
+        pool.shutdown(wait=False)
+    with socket.create_connection(address[0][4][:2], timeout=timeout):
+        pass
 
 
 def read_state_dict(path: Path, where: str) -> dict[str, torch.Tensor]:
