@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass
@@ -14,6 +14,16 @@ class DenseOutputs:
     cls_logits: Tensor  # [B, P, K]
     box_regression: Tensor  # [B, P, 4] encoded deltas
     feature_shapes: list[tuple[int, int]]  # (h, w) of each level, to generate the P priors
+
+
+class DenseHead(nn.Module):
+    """Base of heads that predict per prior from a `prior_generator` over their feature levels."""
+
+    prior_generator: nn.Module
+
+    def priors(self, outputs: DenseOutputs, image_size: tuple[int, int] | torch.Size) -> Tensor:
+        """[P, 4] xyxy priors of `outputs`' levels for a padded input of (h, w) `image_size`."""
+        return self.prior_generator(outputs.feature_shapes, tuple(image_size), outputs.cls_logits.device)
 
 
 def flatten_levels(per_level: list[Tensor], channels: int) -> Tensor:

@@ -13,7 +13,7 @@ from ...ops.boxes import batched_nms, clip_boxes, undo_resize
 from ...registry import HEADS
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from .base import DenseOutputs, flatten_levels, match_batch
+from .base import DenseHead, DenseOutputs, flatten_levels, match_batch
 
 
 def _subnet(in_channels: int, channels: int, num_convs: int, norm: str | None) -> nn.Sequential:
@@ -26,7 +26,7 @@ def _subnet(in_channels: int, channels: int, num_convs: int, norm: str | None) -
 
 
 @HEADS.register()
-class RetinaHead(nn.Module):
+class RetinaHead(DenseHead):
     """Per level, a class subnet (`stacked_convs` 3x3 convs + ReLU, then a 3x3 conv to A x C sigmoid
     logits) and a box subnet of the same shape ending in A x 4 deltas; weights shared across levels.
 
@@ -103,9 +103,6 @@ class RetinaHead(nn.Module):
         cls = flatten_levels([self.cls_logits(self.cls_convs(f)) for f in features], self.num_classes)
         reg = flatten_levels([self.bbox_reg(self.reg_convs(f)) for f in features], 4)
         return DenseOutputs(cls, reg, [tuple(f.shape[-2:]) for f in features])
-
-    def priors(self, outputs: DenseOutputs, image_size: Sequence[int]) -> Tensor:
-        return self.prior_generator(outputs.feature_shapes, tuple(image_size), outputs.cls_logits.device)
 
     def loss(self, outputs: DenseOutputs, targets: list[Instances], image_size: Sequence[int]) -> dict[str, Tensor]:
         """Args:

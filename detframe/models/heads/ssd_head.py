@@ -14,11 +14,11 @@ from ...ops.boxes import batched_nms, clip_boxes, undo_resize
 from ...registry import HEADS
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from .base import DenseOutputs, flatten_levels
+from .base import DenseHead, DenseOutputs, flatten_levels
 
 
 @HEADS.register()
-class SSDHead(nn.Module):
+class SSDHead(DenseHead):
     """Softmax classification over num_classes + 1 (background is logit 0) and delta regression.
 
     Loss: priors matched by `assigner`, targets encoded by `coder`, `loss_cls` (cross-entropy with hard
@@ -98,9 +98,6 @@ class SSDHead(nn.Module):
         cls = flatten_levels([conv(f) for conv, f in zip(self.cls_convs, features)], self.num_classes + 1)
         reg = flatten_levels([conv(f) for conv, f in zip(self.reg_convs, features)], 4)
         return DenseOutputs(cls, reg, [tuple(f.shape[-2:]) for f in features])
-
-    def priors(self, outputs: DenseOutputs, image_size: Sequence[int]) -> Tensor:
-        return self.prior_generator(outputs.feature_shapes, tuple(image_size), outputs.cls_logits.device)
 
     def loss(self, outputs: DenseOutputs, targets: list[Instances], image_size: Sequence[int]) -> dict[str, Tensor]:
         """Args:
