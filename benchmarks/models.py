@@ -1,22 +1,27 @@
 """Speed of detframe's detectors against torchvision's same networks, and every model's size and FLOPs.
 
-    python benchmarks/models.py                                  # CPU, batch 2, 7 rounds
+    python benchmarks/models.py                                  # CPU, batch 2, 15 rounds
     python benchmarks/models.py --models ssdlite320_mobilenet_v3_large --batch 4 --rounds 11
     python benchmarks/models.py --device cuda --amp fp16 --batch 8   # GPU with autocast (both sides)
+    python benchmarks/models.py --channels-last                  # NHWC on both sides
     python benchmarks/models.py --skip-speed                     # parameters and FLOPs only
 
 For each detector torchvision also has (SSD300-VGG16, SSDLite320-MobileNetV3-Large, RetinaNet-R50-FPN)
 it times a training step (forward, losses, backward, SGD step) and inference (forward, decoding, NMS,
 rescaling) of ours and of torchvision's, on the same random uint8 images and boxes, alternating ours and
-theirs round by round so both see the same machine load, and prints the medians and the ratio
-ours / torchvision (<= 1.0: ours is not slower). Then parameters and forward FLOPs (multiply and add
+theirs round by round so both see the same machine load, and prints the median times and the ratio
+ours / torchvision (<= 1.0: ours is not slower): the median of the per-round ratios, with a 95% bootstrap
+interval, beside the ratio of the medians and of the fastest rounds. On a shared machine single rounds
+vary by 30%: use 15 rounds or more. Then parameters and forward FLOPs (multiply and add
 counted as two, torch.utils.flop_counter.FlopCounterMode) of every model config at its usual input size.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
+import random
 import statistics
 import sys
 import time
@@ -119,9 +124,33 @@ def step_fns(model: torch.nn.Module, loss: Callable[[], dict], infer: Callable[[
     return train, inference
 
 
+def paired_summary(ours: list[float], theirs: list[float], resamples: int = 2000) -> dict[str, float]:
+    """Ratios of two interleaved timing series, robust to a noisy machine.
+
+    `ours[i]` and `theirs[i]` ran back to back, so their ratio cancels load that changes between rounds.
+    Returns the median of those per-round ratios with a 95% percentile-bootstrap interval (fixed seed),
+    the ratio of the medians, and the ratio of the fastest rounds (the least disturbed run of each,
+    timeit's convention).
+    """
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    rng = random.Random(0)
+    boot = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    return {
+        "paired": statistics.median(ratios),
+        "low": boot[int(0.025 * resamples)],
+        "high": boot[int(0.975 * resamples) - 1],
+        "medians": statistics.median(ours) / statistics.median(theirs),
+        "fastest": min(ours) / min(theirs),
+    }
+
+
 def compare(arch: str, args: argparse.Namespace, device: torch.device) -> None:
     theirs, ours = make_pair(arch, device)
     batch, images, targets = make_inputs(PAIRS[arch][0], args.batch, device)
+    if args.channels_last:  # both sides, weights and inputs
+        theirs, ours = theirs.to(memory_format=torch.channels_last), ours.to(memory_format=torch.channels_last)
+        batch.images = batch.images.contiguous(memory_format=torch.channels_last)
+        # torchvision's transform stacks its images into a new (contiguous) tensor: only its weights change
     our_train, our_infer = step_fns(ours, lambda: ours.loss(batch), lambda: ours.predict(batch), device, args.amp)
     their_train, their_infer = step_fns(theirs, lambda: theirs(images, targets), lambda: theirs(images), device, args.amp)
     for kind, mine, ref in (("train step", our_train, their_train), ("inference", our_infer, their_infer)):
@@ -131,10 +160,13 @@ def compare(arch: str, args: argparse.Namespace, device: torch.device) -> None:
         for r in range(args.rounds):  # alternate who goes first, so neither always follows the other
             order = (("ours", mine), ("torchvision", ref)) if r % 2 == 0 else (("torchvision", ref), ("ours", mine))
             for who, fn in order:
+                gc.collect()  # a collection triggered by the other side's garbage would land in this timing
                 times[who].append(timed(fn, device))
         a, b = statistics.median(times["ours"]), statistics.median(times["torchvision"])
-        print(f"{arch:32s} {kind:10s} batch {args.batch} {PAIRS[arch][0]}px  ours {a * 1e3:9.1f} ms  "
-              f"torchvision {b * 1e3:9.1f} ms  ratio {a / b:.3f}", flush=True)
+        s = paired_summary(times["ours"], times["torchvision"])
+        print(f"{arch:30s} {kind:10s} batch {args.batch} {PAIRS[arch][0]}px  ours {a * 1e3:8.1f} ms  "
+              f"torchvision {b * 1e3:8.1f} ms  ratio {s['paired']:.3f} (95% {s['low']:.3f}-{s['high']:.3f}; "
+              f"of medians {s['medians']:.3f}, of fastest {s['fastest']:.3f})", flush=True)
 
 
 def count(name: str, size: tuple[int, int]) -> tuple[float, float]:
@@ -153,11 +185,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per side (median taken)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per side (median taken)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", choices=["off", "fp16", "bf16"], default=None,
                         help="autocast for both sides (default: fp16 on CUDA, off on CPU)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs on both sides")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-flops", action="store_true")
@@ -167,7 +200,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
-    print(f"torch {torch.__version__}, device {device}, amp {args.amp}, {torch.get_num_threads()} threads, "
+    print(f"torch {torch.__version__}, device {device}, amp {args.amp}, channels_last {args.channels_last}, {torch.get_num_threads()} threads, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if not args.skip_speed:
         for arch in args.models:
