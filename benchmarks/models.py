@@ -4,6 +4,7 @@
     python benchmarks/models.py --models ssdlite320_mobilenet_v3_large --batch 4 --rounds 11
     python benchmarks/models.py --device cuda --amp fp16 --batch 8   # GPU with autocast (both sides)
     python benchmarks/models.py --channels-last                  # NHWC on both sides
+    python benchmarks/models.py --skip-speed --skip-flops --channels-last-gain --rounds 7   # NHWC vs NCHW, every config
     python benchmarks/models.py --skip-speed                     # parameters and FLOPs only
 
 For each detector torchvision also has (SSD300-VGG16, SSDLite320-MobileNetV3-Large, RetinaNet-R50-FPN)
@@ -26,6 +27,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torchvision.models import detection
@@ -156,17 +158,45 @@ def compare(arch: str, args: argparse.Namespace, device: torch.device) -> None:
     for kind, mine, ref in (("train step", our_train, their_train), ("inference", our_infer, their_infer)):
         for _ in range(args.warmup):
             mine(), ref()
-        times: dict[str, list[float]] = {"ours": [], "torchvision": []}
-        for r in range(args.rounds):  # alternate who goes first, so neither always follows the other
-            order = (("ours", mine), ("torchvision", ref)) if r % 2 == 0 else (("torchvision", ref), ("ours", mine))
-            for who, fn in order:
-                gc.collect()  # a collection triggered by the other side's garbage would land in this timing
-                times[who].append(timed(fn, device))
-        a, b = statistics.median(times["ours"]), statistics.median(times["torchvision"])
-        s = paired_summary(times["ours"], times["torchvision"])
+        s = alternate(ref, mine, args.rounds, device)  # ratio: second (ours) / first (torchvision)
+        a, b = s["second"], s["first"]
         print(f"{arch:30s} {kind:10s} batch {args.batch} {PAIRS[arch][0]}px  ours {a * 1e3:8.1f} ms  "
               f"torchvision {b * 1e3:8.1f} ms  ratio {s['paired']:.3f} (95% {s['low']:.3f}-{s['high']:.3f}; "
               f"of medians {s['medians']:.3f}, of fastest {s['fastest']:.3f})", flush=True)
+
+
+def alternate(first: Callable[[], None], second: Callable[[], None], rounds: int, device: torch.device) -> dict[str, float]:
+    """Time two closures in alternating order for `rounds` rounds; paired_summary of first / second."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for r in range(rounds):
+        order = ((0, first), (1, second)) if r % 2 == 0 else ((1, second), (0, first))
+        for who, fn in order:
+            gc.collect()
+            times[who].append(timed(fn, device))
+    return {"first": statistics.median(times[0]), "second": statistics.median(times[1]),
+            **paired_summary(times[1], times[0])}
+
+
+def channels_last_gain(args: argparse.Namespace, device: torch.device) -> None:
+    """Every model config, NHWC (runtime.channels_last=true) against NCHW with the same weights and inputs."""
+    print(f"\n{'model config':28s} {'input':>7s}  {'':10s} {'NCHW':>9s} {'NHWC':>9s}  NHWC / NCHW (95%)")
+    for name, size in SIZES.items():
+        side = min(size[0], args.gain_size)
+        torch.manual_seed(0)
+        nchw = compose_model(name).to(device)
+        nhwc = compose_model(name).to(device)
+        nhwc.load_state_dict(nchw.state_dict())
+        nhwc = nhwc.to(memory_format=torch.channels_last)
+        batch, _, _ = make_inputs(side, args.batch, device)
+        batch_nhwc = replace(batch, images=batch.images.contiguous(memory_format=torch.channels_last))
+        a = step_fns(nchw, lambda: nchw.loss(batch), lambda: nchw.predict(batch), device, args.amp)
+        b = step_fns(nhwc, lambda: nhwc.loss(batch_nhwc), lambda: nhwc.predict(batch_nhwc), device, args.amp)
+        for kind, first, second in (("train step", a[0], b[0]), ("inference", a[1], b[1])):
+            for _ in range(args.warmup):
+                first(), second()
+            s = alternate(first, second, args.rounds, device)
+            print(f"{name:28s} {side:>4d}px  {kind:10s} {s['first'] * 1e3:7.1f}ms {s['second'] * 1e3:7.1f}ms  "
+                  f"{s['paired']:.3f} ({s['low']:.3f}-{s['high']:.3f})", flush=True)
 
 
 def count(name: str, size: tuple[int, int]) -> tuple[float, float]:
@@ -192,6 +222,9 @@ def main() -> None:
                         help="autocast for both sides (default: fp16 on CUDA, off on CPU)")
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs on both sides")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--channels-last-gain", action="store_true",
+                        help="also time every model config NHWC against NCHW (the runtime.channels_last default)")
+    parser.add_argument("--gain-size", type=int, default=512, help="largest input side for --channels-last-gain")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-flops", action="store_true")
     args = parser.parse_args()
@@ -205,6 +238,8 @@ def main() -> None:
     if not args.skip_speed:
         for arch in args.models:
             compare(arch, args, device)
+    if args.channels_last_gain:
+        channels_last_gain(args, device)
     if not args.skip_flops:
         print(f"\n{'model config':28s} {'input':>10s} {'params (M)':>11s} {'GFLOPs':>9s}")
         for name, size in SIZES.items():

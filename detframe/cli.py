@@ -524,6 +524,8 @@ def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset, evaluator, 
     model = build_detector(cfg.model)
     model.load_state_dict(inference_weights(state))  # the EMA weights when the run kept them
     model.to(device)
+    if cfg.runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
     return run_evaluation(model, loader, evaluator, device)
 
 

@@ -67,7 +67,7 @@ class TrainLoopConfig:
 class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
     amp: str = "off"  # off | fp16 (with a GradScaler) | bf16: mixed precision of the forward pass and loss
-    channels_last: bool = False  # NHWC memory format for the model and its inputs (faster convs on GPUs)
+    channels_last: bool = True  # NHWC memory format for the model and its inputs (faster convs on CPUs and GPUs)
     compile: bool = False  # torch.compile the model's forward pass
     sync_bn: bool = False  # SyncBatchNorm across GPUs in distributed runs (CUDA only)
     deterministic: bool = False  # deterministic kernels and per-sample augmentation seeds: exact resume
