@@ -151,7 +151,7 @@ def compare(arch: str, args: argparse.Namespace, device: torch.device) -> None:
     batch, images, targets = make_inputs(PAIRS[arch][0], args.batch, device)
     if args.channels_last:  # both sides, weights and inputs
         theirs, ours = theirs.to(memory_format=torch.channels_last), ours.to(memory_format=torch.channels_last)
-        batch.images = batch.images.contiguous(memory_format=torch.channels_last)
+        batch = replace(batch, images=batch.images.contiguous(memory_format=torch.channels_last))
         # torchvision's transform stacks its images into a new (contiguous) tensor: only its weights change
     our_train, our_infer = step_fns(ours, lambda: ours.loss(batch), lambda: ours.predict(batch), device, args.amp)
     their_train, their_infer = step_fns(theirs, lambda: theirs(images, targets), lambda: theirs(images), device, args.amp)

@@ -506,6 +506,7 @@ def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset, evaluator, 
     from .data import Collate, build_dataloader
     from .engine import inference_weights, select_device
     from .engine.evaluate import run_evaluation
+    from .engine.setup import prepare_model
     from .models import build_detector
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -523,9 +524,7 @@ def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset, evaluator, 
         loader = build_dataloader(dataset, data.val_batch_size, data.num_workers, train=False, size_divisor=data.size_divisor)
     model = build_detector(cfg.model)
     model.load_state_dict(inference_weights(state))  # the EMA weights when the run kept them
-    model.to(device)
-    if cfg.runtime.channels_last:
-        model.to(memory_format=torch.channels_last)
+    model = prepare_model(model, device, cfg.runtime.channels_last, sync_bn=False)
     return run_evaluation(model, loader, evaluator, device)
 
 
