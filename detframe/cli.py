@@ -226,7 +226,7 @@ def launch_overrides(cfg: DictConfig, args: Sequence[str]) -> list[str]:
 
     Rank 0 decides and broadcasts, so all ranks agree even when their clocks cross a second.
     """
-    from .engine.dist import broadcast_object, get_rank, init_from_env
+    from .dist import broadcast_object, get_rank, init_from_env
 
     distributed = init_from_env(cfg.runtime.dist_backend, cfg.runtime.dist_timeout_minutes)
     multirun = any(a in _MULTIRUN_FLAGS for a in args)
@@ -279,7 +279,7 @@ def _train_task(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from .engine import Runner, TrainingInterrupted
-    from .engine.dist import is_main_process
+    from .dist import is_main_process
     from .registry import import_modules
 
     try:

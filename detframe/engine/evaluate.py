@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .dist import all_gather_object, is_distributed
+from ..dist import all_gather_object, is_distributed
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..errors import ConfigError
 from ..registry import HOOKS
 from .checkpoint import prune
-from .dist import reduce_mean
+from ..dist import reduce_mean
 
 if TYPE_CHECKING:
     from .runner import Runner

@@ -23,7 +23,7 @@ from ..evaluation import build_evaluator, is_main_process, tensorboard_writer
 from ..models import build_detector
 from ..registry import HOOKS
 from ..structures import Batch
-from .dist import any_rank, get_rank, get_world_size, init_from_env
+from ..dist import any_rank, get_rank, get_world_size, init_from_env
 from .ema import ModelEMA
 from .evaluate import run_evaluation
 from .freeze import freeze

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import ConfigError
-from .dist import get_world_size, is_distributed, local_rank
+from ..dist import get_world_size, is_distributed, local_rank
 
 log = logging.getLogger("detframe")
 

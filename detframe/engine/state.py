@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from .. import __version__
 from ..errors import UserError
 from .checkpoint import inference_weights, link_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .dist import all_gather_object
+from ..dist import all_gather_object
 from .schedules import restore_position
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@ from .base import DetectionEvaluator, PredictionBuffer
 from .build import EvaluatorGroup, build_evaluator
 from .coco_eval import COCO_METRICS, coco_evaluate, summarize
 from .coco_map import CocoEvaluator
-from .dist import is_main_process
+from ..dist import is_main_process
 from .confusion import ConfusionMatrix, confusion_matrix
 from .ground_truth import GroundTruth
 from .predictions import Predictions, load_results, save_results, to_coco_results

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..structures import Detections
-from .dist import gather_predictions
+from .gather import gather_predictions
 from .ground_truth import GroundTruth
 from .predictions import Predictions, check_predictions, from_detections
 from .report import Table

@@ -5,7 +5,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from detframe.evaluation import Predictions, build_evaluator
-from detframe.evaluation.dist import merge_rank_predictions
+from detframe.evaluation.gather import merge_rank_predictions
 from detframe.evaluation.synthetic import synthetic_case
 from detframe.structures import Detections
 

@@ -7,18 +7,9 @@ ranks: the first rank that saw it wins and the repeat is dropped, otherwise mAP 
 from __future__ import annotations
 
 import numpy as np
-import torch.distributed as dist
 
+from ..dist import all_gather_object, get_world_size
 from .predictions import Predictions
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def is_main_process() -> bool:
-    """True on rank 0, and always outside distributed runs: reports and files are written there only."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def gather_predictions(image_ids: np.ndarray, preds: Predictions) -> tuple[np.ndarray, Predictions]:
@@ -31,13 +22,11 @@ def gather_predictions(image_ids: np.ndarray, preds: Predictions) -> tuple[np.nd
     Returns:
         (the union of processed image ids, rank order; the predictions with repeated images dropped).
     """
-    if world_size() == 1:
+    if get_world_size() == 1:
         return image_ids, preds
-    gathered: list = [None] * world_size()
     # all_gather_object pickles through the default group; it works with gloo (CPU) and NCCL (the objects
     # go through CUDA tensors there, so each rank must have set its device, as torchrun setups do).
-    dist.all_gather_object(gathered, (image_ids, preds))
-    return merge_rank_predictions(gathered)
+    return merge_rank_predictions(all_gather_object((image_ids, preds)))
 
 
 def merge_rank_predictions(parts: list[tuple[np.ndarray, Predictions]]) -> tuple[np.ndarray, Predictions]:
