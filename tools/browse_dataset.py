@@ -5,7 +5,7 @@ per-class box counts of those images.
 """
 import sys
 
-from detframe.data.tools import browse_main
+from detframe.cli.dataset_tools import browse_main
 
 if __name__ == "__main__":
     sys.exit(browse_main())

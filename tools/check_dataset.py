@@ -6,7 +6,7 @@ instances (warnings). Exit status 1 when there are errors.
 """
 import sys
 
-from detframe.data.tools import check_main
+from detframe.cli.dataset_tools import check_main
 
 if __name__ == "__main__":
     sys.exit(check_main())

@@ -2,7 +2,9 @@
 
 Print the composed config without training: python tools/train.py --cfg job
 """
-from detframe.cli import train_main
+import sys
+
+from detframe.cli.train import main
 
 if __name__ == "__main__":
-    train_main()
+    sys.exit(main())

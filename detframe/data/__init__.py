@@ -1,15 +1,14 @@
 """Data: dataset readers, transforms, samplers, collate, loaders, the dataset check and the cache.
-Importing this package registers every dataset, transform and the PipelineSwitchHook."""
+Importing this package registers every dataset and transform."""
 from . import transforms
 from .build import build_dataloader, build_dataset, set_epoch, set_skip, train_loader_options
 from .collate import Collate
 from .datasets import CocoDetection, ConcatDataset, DetectionDataset, RepeatDataset, VOCDetection, YOLODetection
-from .samplers import SampleKey, TrainBatchSampler
+from .samplers import KeyedDataset, SampleKey, TrainBatchSampler, seeded, skip_batches
 from .synthetic import SHAPES_CLASSES, ensure_shapes
-from . import hooks  # noqa: E402  (last: it imports the engine, which imports the names above)
 
 __all__ = [
-    "Collate", "CocoDetection", "ConcatDataset", "DetectionDataset", "RepeatDataset", "SHAPES_CLASSES", "SampleKey",
-    "TrainBatchSampler", "VOCDetection", "YOLODetection", "build_dataloader", "build_dataset", "ensure_shapes", "hooks",
-    "set_epoch", "set_skip", "train_loader_options", "transforms",
+    "Collate", "CocoDetection", "ConcatDataset", "DetectionDataset", "KeyedDataset", "RepeatDataset", "SHAPES_CLASSES",
+    "SampleKey", "TrainBatchSampler", "VOCDetection", "YOLODetection", "build_dataloader", "build_dataset",
+    "ensure_shapes", "seeded", "set_epoch", "set_skip", "skip_batches", "train_loader_options", "transforms",
 ]

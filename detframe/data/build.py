@@ -7,17 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from omegaconf import DictConfig
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
 
+from ..dist import get_rank, get_world_size, is_distributed
 from ..errors import ConfigError, choices_text
 from ..registry import DATASETS
 from .cache import ImageCache
 from .check import check_dataset, summary_line
 from .collate import Collate
 from .datasets.base import DetectionDataset
-from .samplers import InferenceSampler, TrainBatchSampler
+from .samplers import InferenceSampler, KeyedDataset, TrainBatchSampler
 from .synthetic import ensure_shapes
 from .transforms import build_pipeline
 
@@ -92,7 +92,8 @@ def build_dataloader(
     """A DataLoader yielding `Batch`es.
 
     Args:
-        dataset: the dataset (a `DetectionDataset` gets `SampleKey`s with per-sample seeds).
+        dataset: the dataset. For training it gets `SampleKey`s carrying per-sample seeds (a dataset
+            other than a `DetectionDataset` is wrapped in `KeyedDataset`, which seeds and unwraps them).
         batch_size: images per batch, per process.
         num_workers: loader processes (0: load in the main process).
         train: shuffle (a permutation per epoch from the loader's generator, which the runner
@@ -118,8 +119,9 @@ def build_dataloader(
         if aspect_ratio_grouping and isinstance(dataset, DetectionDataset):
             groups = (dataset.aspect_ratios() < 1.0).astype(int)
         batch_sampler = TrainBatchSampler(len(dataset), batch_size, generator, drop_last=count >= batch_size, sampler=sampler,
-                                          group_ids=groups, multi_scale=multi_scale, rank=rank,
-                                          keyed=isinstance(dataset, DetectionDataset))
+                                          group_ids=groups, multi_scale=multi_scale, rank=rank)
+        if not isinstance(dataset, DetectionDataset):
+            dataset = KeyedDataset(dataset)  # your own dataset: seeded per sample like ours
     else:
         index_sampler = InferenceSampler(len(dataset), rank, world) if distributed else SequentialSampler(dataset)
         batch_sampler = BatchSampler(index_sampler, batch_size, drop_last=False)
@@ -157,16 +159,18 @@ def train_loader_options(cfg: DictConfig) -> dict[str, Any]:
 def _dist_info(distributed: bool) -> tuple[int, int]:
     if not distributed:
         return 0, 1
-    if not (dist.is_available() and dist.is_initialized()):
+    if not is_distributed():
         raise ConfigError("build_dataloader(distributed=True) needs an initialised torch.distributed process group "
                           "(launch with torchrun)")
-    return dist.get_rank(), dist.get_world_size()
+    return get_rank(), get_world_size()
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Tell the loader's samplers the epoch: DistributedSampler shuffles by (seed, epoch)."""
-    for sampler in {id(s): s for s in (loader.batch_sampler, getattr(loader.batch_sampler, "sampler", None),
-                                        loader.sampler) if s is not None}.values():
+def set_epoch(loader: Any, epoch: int) -> None:
+    """Tell the loader's samplers the epoch: DistributedSampler shuffles by (seed, epoch). A loader
+    without samplers (a list of batches) is left alone."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    candidates = (batch_sampler, getattr(batch_sampler, "sampler", None), getattr(loader, "sampler", None))
+    for sampler in {id(s): s for s in candidates if s is not None}.values():
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
 

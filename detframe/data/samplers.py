@@ -1,22 +1,27 @@
-"""Samplers: which images make each batch, and the per-sample facts that must be decided in the
-main process to survive persistent workers and resumes.
+"""Samplers: which images make each batch, the per-sample facts that must be decided in the main
+process to survive persistent workers and resumes, and the rest of an epoch after a resume.
 
 The training batch sampler yields `SampleKey`s rather than bare indices. Each key carries the
-sample's random seed (drawn from the loader's generator, which the runner reseeds from (seed, epoch)
-every epoch), so augmentation is a function of (seed, epoch, position) alone: the same for any
-number of workers, with or without persistent workers, and after a resume. It also carries the
-batch's input size (multi-scale training) and the names of transforms to skip
-(`PipelineSwitchHook` turns mosaic off for the last epochs; workers learn it from the keys).
+sample's random seed, a function of (seed, epoch, dataset index) alone, so augmentation is the same
+for any number of workers, with or without persistent workers, for 1 or N processes with the same
+total batch, and after a resume. This is the one mechanism of per-sample determinism: a
+`DetectionDataset` reads its keys under `seeded(key.seed)`; any other dataset is wrapped in
+`KeyedDataset`, which does the same. A key also carries the batch's input size (multi-scale training)
+and the names of transforms to skip (`PipelineSwitchHook` turns mosaic off for the last epochs;
+workers learn it from the keys).
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 
 class SampleKey(NamedTuple):
@@ -44,14 +49,13 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
         multi_scale: (min, max): each batch gets a random size in this range, a multiple of `step`.
         step: the multi-scale size step.
         rank: this process's rank.
-        keyed: yield `SampleKey`s (for `DetectionDataset`s); False: plain indices.
     """
 
     def __init__(self, num_samples: int, batch_size: int, generator: torch.Generator, drop_last: bool = True,
                  sampler: Sampler[int] | None = None, group_ids: Sequence[int] | None = None,
-                 multi_scale: Sequence[int] | None = None, step: int = 32, rank: int = 0, keyed: bool = True) -> None:
+                 multi_scale: Sequence[int] | None = None, step: int = 32, rank: int = 0) -> None:
         self.num_samples, self.batch_size, self.generator = num_samples, batch_size, generator
-        self.drop_last, self.sampler, self.rank, self.keyed = drop_last, sampler, rank, keyed
+        self.drop_last, self.sampler, self.rank = drop_last, sampler, rank
         self.group_ids = None if group_ids is None else np.asarray(group_ids)
         self.sizes = None
         if multi_scale is not None:
@@ -92,9 +96,6 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
         if self.sizes is not None:
             picks = torch.randint(0, len(self.sizes), (len(batches),), generator=generator).tolist()
             sizes = [self.sizes[p] for p in picks]
-        if not self.keyed:
-            yield from batches
-            return
         # Each sample's seed is a function of (seed, epoch, dataset index): N processes with batch B see the
         # same augmented samples as one process with batch N x B (DistributedSampler splits the same
         # permutation), which is what makes a 2-process run reproduce a 1-process one.
@@ -134,3 +135,94 @@ class InferenceSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """`random`, `numpy.random` and `torch` seeded with `seed` inside the block (nothing when None).
+
+    A loader worker's generators are ours to reset; in the main process (num_workers=0) the training
+    code's own random streams must not depend on data loading, so they are put back afterwards.
+    """
+    if seed is None:
+        yield
+        return
+    if get_worker_info() is not None:
+        _seed_all(seed)
+        yield
+        return
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        _seed_all(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class KeyedDataset(Dataset):
+    """Reads `dataset[key.index]` under `seeded(key.seed)`: a dataset that knows nothing of `SampleKey`s
+    (your own) gets the same per-sample determinism as a DetectionDataset."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: SampleKey | int) -> Any:
+        if not isinstance(key, SampleKey):
+            return self.dataset[key]
+        with seeded(key.seed):
+            return self.dataset[key.index]
+
+    def __getattr__(self, name: str) -> Any:  # dataset attributes (class_names, ...) stay reachable
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+# DataLoader arguments carried over when a loader is rebuilt around another sampler.
+_LOADER_ARGS = ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn", "multiprocessing_context",
+                "generator", "prefetch_factor", "pin_memory_device", "in_order")
+
+
+class _SkipBatches:
+    """The batches of `batch_sampler` after the first `skip` (only their indices are drawn)."""
+
+    def __init__(self, batch_sampler: Any, skip: int) -> None:
+        self.batch_sampler, self.skip = batch_sampler, skip
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        it = iter(self.batch_sampler)
+        for _ in range(self.skip):
+            next(it, None)
+        yield from it
+
+    def __len__(self) -> int:
+        return max(0, len(self.batch_sampler) - self.skip)
+
+
+def skip_batches(loader: Iterable, skip: int) -> Iterable:
+    """The current epoch of `loader` from batch `skip` on (mid-epoch resume).
+
+    For a DataLoader, a one-epoch loader over its own batch sampler with the first `skip` batches'
+    indices drawn but no image read, so the order is exactly the one the straight run sees (call after
+    the epoch's `set_epoch`). Any other iterable is simply advanced.
+    """
+    if skip <= 0:
+        return loader
+    if not isinstance(loader, DataLoader):
+        return itertools.islice(loader, skip, None)
+    kwargs = {k: getattr(loader, k) for k in _LOADER_ARGS if hasattr(loader, k)}
+    if kwargs.get("num_workers", 0) == 0:
+        kwargs.pop("prefetch_factor", None)
+    return DataLoader(loader.dataset, batch_sampler=_SkipBatches(loader.batch_sampler, skip),
+                      persistent_workers=False, **kwargs)  # used for one partial epoch only

@@ -82,6 +82,7 @@ class ModelEMA:
 @HOOKS.register()
 class EMAHook(Hook):
     """Keep an EMA of the weights; evaluation, best.pt and tools/eval.py then use the averaged weights.
+    List it before the checkpoint hook (configs/train.yaml does), so a checkpoint holds this step's EMA.
 
     The runner saves both the raw and the averaged weights (`model` and `ema` in the checkpoint) and
     restores both on resume, so a resumed run continues exactly where the uninterrupted one would be.
@@ -91,8 +92,6 @@ class EMAHook(Hook):
         tau: ramp length in updates (2000 there); 0 turns the ramp off.
         start_iter: start averaging at this iteration (before it the EMA copies the weights).
     """
-
-    priority = 10  # update before a checkpoint of the same step is written
 
     def __init__(self, decay: float = 0.9998, tau: float = 2000.0, start_iter: int = 0) -> None:
         self.decay, self.tau, self.start_iter = decay, tau, start_iter

@@ -1,6 +1,10 @@
-"""The training/evaluation loop. Everything around it (evaluation schedule, checkpoints, logging, EMA,
-progress) is a hook; the loop itself fits on a screen, the optimizer step (AMP, accumulation,
-clipping, non-finite losses) in `_optimizer_step`. Saving and resuming live in `RunState`."""
+"""The training loop. It is given built parts (model, loaders, optimizer, schedule, evaluator, hooks)
+and builds nothing itself: `engine/build.py` wires them from a config, a test hands in its own.
+
+The loop fits on a screen: epochs of optimizer steps, an evaluation every `val_interval` epochs, hooks
+around both. The optimizer step (AMP, accumulation, clipping, non-finite losses) is `_optimizer_step`;
+saving and resuming are the plain functions of `engine/state.py`.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -8,93 +12,104 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from torch import nn
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .. import evaluation  # noqa: F401  (registers the evaluators)
-from ..data import build_dataloader, build_dataset, set_epoch
-from ..errors import ConfigError, UserError
-from ..evaluation import build_evaluator, is_main_process, tensorboard_writer
-from ..models import build_detector
-from ..registry import HOOKS
+from ..data import set_epoch, skip_batches
+from ..dist import any_rank, get_rank, get_world_size
+from ..errors import UserError
+from ..evaluation import run_evaluation, tensorboard_writer
 from ..structures import Batch
-from ..dist import any_rank, get_rank, get_world_size, init_from_env
 from .ema import ModelEMA
-from .evaluate import run_evaluation
-from .freeze import freeze
 from .hooks import Hook
-from .optim import build_optimizer, build_scheduler, current_lr, describe_groups, lr_scale_for
-from .sampling import deterministic_loader, skip_batches
-from .setup import configure_determinism, parse_amp, prepare_model, seed_everything, select_device, wrap_model
+from .schedules import current_lr
 from .signals import GracefulStop, TrainingInterrupted
-from .state import RunState
+from .state import save_run
 
 log = logging.getLogger("detframe")
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
-    """A loss or gradient became NaN/inf and `train.nonfinite` is `error` (or too many were skipped)."""
+    """A loss or gradient became NaN/inf and `nonfinite` is `error` (or too many were skipped)."""
 
 
-class Runner(RunState):
-    """Builds data, model, optimizer, schedule, evaluator and hooks from `cfg`, then trains.
+def run_length(num_batches: int, accumulate: int, max_epochs: int, max_iters: int | None) -> tuple[int, int, int]:
+    """(iterations per epoch, epochs, iterations in all); `max_iters` wins over `max_epochs` when set."""
+    iters_per_epoch = math.ceil(num_batches / max(1, accumulate))
+    if max_iters:
+        return iters_per_epoch, math.ceil(max_iters / max(iters_per_epoch, 1)), int(max_iters)
+    return iters_per_epoch, int(max_epochs), int(max_epochs) * iters_per_epoch
+
+
+class Runner:
+    """Trains `model` with `optimizer` on the batches of `train_loader`, evaluating on `val_loader`.
 
     Hooks reach everything through the runner: `model` (unwrapped), `ema`, `optimizer`, `scheduler`,
-    `train_set`, `train_loader` (a hook may replace it, e.g. to switch augmentation off), `val_set`,
-    `epoch`, `max_epochs`, `iter`, `max_iters`, `step`, `iters_per_epoch`, `metrics`, `rank`, `is_main`.
+    `scaler`, `train_loader` (a hook may change its sampler), `val_loader`, `evaluator`, `epoch`,
+    `max_epochs`, `iter`, `max_iters`, `step`, `iters_per_epoch`, `metrics`, `rank`, `is_main`.
 
     Args:
-        cfg: the composed config (see configs/train.yaml).
-        work_dir: the run's output folder (checkpoints/, tb/, config.yaml).
+        model: a detector (`loss(batch) -> dict`, `predict(batch) -> list[Detections]`) or any module
+            with a `loss` method returning named loss tensors.
+        train_loader: an iterable of batches with a length (a DataLoader, or a list in a test).
+        optimizer, scheduler: built over `model`'s parameters; the schedule steps once per iteration.
+        work_dir: the run's output folder (checkpoints/, eval/).
+        max_epochs, max_iters: the run's length (`max_iters`, when set, wins).
+        val_loader, evaluator: what `evaluate` runs on (both or neither).
+        hooks: name -> Hook, called in this order at every stage.
+        val_interval: evaluate every this many epochs and after the last (0: never).
+        device: where batches go (the model is already there).
+        accumulate: batches per optimizer step.
+        clip_grad_norm: clip the global gradient norm to this (None: no clipping).
+        amp: autocast dtype (torch.float16 adds a GradScaler, torch.bfloat16) or None.
+        nonfinite: a NaN/inf loss or gradient: "error" stops, "skip" drops the step.
+        max_skipped: with "skip": stop after this many non-finite steps in a row.
+        channels_last: give the model NHWC images.
+        train_module: what computes a batch's losses when it is not `model.loss`: a DDP wrapper around it
+            (engine/setup.py `train_module`), whose `no_sync` spares the gradient all-reduce inside an
+            accumulation group.
+        config: the run's config, saved in every checkpoint (tools rebuild the model from it).
     """
 
-    def __init__(self, cfg: DictConfig, work_dir: str | Path) -> None:
-        self.cfg = cfg
+    def __init__(
+        self, model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimizer, scheduler: Any, *,
+        work_dir: str | Path, max_epochs: int = 1, max_iters: int | None = None, val_loader: Iterable | None = None,
+        evaluator: Any = None, hooks: Mapping[str, Hook] | None = None, val_interval: int = 1,
+        device: torch.device | str = "cpu", accumulate: int = 1, clip_grad_norm: float | None = None,
+        amp: torch.dtype | None = None, nonfinite: str = "error", max_skipped: int = 50, channels_last: bool = False,
+        train_module: Callable[[Any], dict[str, torch.Tensor]] | None = None, config: DictConfig | None = None,
+    ) -> None:
+        self.model, self.train_loader, self.optimizer, self.scheduler = model, train_loader, optimizer, scheduler
+        self.val_loader, self.evaluator = val_loader, evaluator
+        self.hooks: dict[str, Hook] = dict(hooks or {})
         self.work_dir = Path(work_dir)
         self.ckpt_dir = self.work_dir / "checkpoints"
-        init_from_env(cfg.runtime.dist_backend, cfg.runtime.dist_timeout_minutes)
+        self.device = torch.device(device)
+        self.config = config
         self.rank, self.world_size = get_rank(), get_world_size()
         self.is_main = self.rank == 0
-        self.device = select_device(cfg.runtime.device)
-        configure_determinism(cfg.runtime.deterministic, cfg.runtime.cudnn_benchmark)
-        seed_everything(cfg.seed)  # the same on every rank: identical initial weights
-        self.amp_dtype = parse_amp(cfg.runtime.amp, self.device)
-        self.max_epochs = int(cfg.train.max_epochs)
-        resume = self._resume_path(cfg.get("resume"))
-
-        # Cheap builds first, so that a config mistake fails before a large dataset is parsed.
-        hooks = [(name, HOOKS.build(h)) for name, h in cfg.hooks.items() if h is not None]
-        self.hooks: dict[str, Hook] = dict(sorted(hooks, key=lambda item: getattr(item[1], "priority", 50)))
-        self.model = build_detector(cfg.model)
-        if cfg.get("load_from") and not resume:
-            self.load_weights(cfg.load_from)
-        freeze(self.model, list(cfg.train.freeze), list(cfg.train.freeze_norm))
-        self.model = prepare_model(self.model, self.device, cfg.runtime.channels_last, cfg.runtime.sync_bn)
-
-        from ..data import train_loader_options
-
-        data = cfg.data
-        self.train_set = build_dataset(data, "train", cfg.pipeline.train)
-        self.val_set = build_dataset(data, "val", cfg.pipeline.val)
-        self.train_loader = build_dataloader(self.train_set, data.batch_size, data.num_workers, train=True,
-                                             size_divisor=data.size_divisor, seed=cfg.seed, distributed=self.world_size > 1,
-                                             **train_loader_options(cfg))
-        self.val_loader = build_dataloader(self.val_set, data.val_batch_size, data.num_workers, train=False,
-                                           size_divisor=data.size_divisor, distributed=self.world_size > 1)
-        # A keyed TrainBatchSampler (detframe.data.samplers) already seeds every sample from (seed, epoch,
-        # position); other loaders get the seeded wrapper in deterministic mode.
-        if cfg.runtime.deterministic and not getattr(self.train_loader.batch_sampler, "keyed", False):
-            self.train_loader = deterministic_loader(self.train_loader, cfg.seed, self.rank, self.world_size)
-        if self.world_size > 1:
-            seed_everything(cfg.seed + self.rank)  # per-rank random streams from here on
-
-        self._build_optimization(cfg)
-        self.evaluator = build_evaluator(cfg.evaluator, self.val_set)
+        self.accumulate = max(1, int(accumulate))
+        self.iters_per_epoch, self.max_epochs, self.max_iters = run_length(len(train_loader), self.accumulate,
+                                                                           max_epochs, max_iters)
+        self.val_interval, self.clip_grad_norm, self.channels_last = int(val_interval), clip_grad_norm, channels_last
+        if nonfinite not in ("error", "skip"):
+            raise ValueError(f"nonfinite: expected 'error' or 'skip', got {nonfinite!r}")
+        self.nonfinite, self.max_skipped = nonfinite, int(max_skipped)
+        self.amp_dtype = amp
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp is torch.float16)
+        if self.scaler.is_enabled():  # the scaler skips steps with inf gradients by design; torch warns about it
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.train_module = train_module if train_module is not None else model.loss
+        self.batch_size = _batch_size(train_loader)
+        self.total_batch_size = self.batch_size * self.world_size * self.accumulate
 
         self.epoch = 0  # index of the current epoch; after resume, the first epoch still to run
         self.iter = 0  # optimizer steps done
@@ -102,58 +117,18 @@ class Runner(RunState):
         self.start_step = 0  # batches of `epoch` already done (mid-epoch resume)
         self.in_epoch = False
         self.data_time = self.step_time = self.grad_norm = 0.0
-        self.skipped = self._skipped_in_row = 0  # non-finite steps dropped (train.nonfinite=skip)
+        self.skipped = self._skipped_in_row = 0  # non-finite steps dropped (nonfinite="skip")
         self.stepped = False  # whether the last iteration updated the weights
         self.metrics: dict[str, float] = {}
         self.ema: ModelEMA | None = None
         self.stop = GracefulStop()
-        self.call_hooks("before_run")
-        if resume:
-            self.resume(resume)
-        self.forward_model, self.ddp = wrap_model(self.model, self.device, cfg.runtime.compile,
-                                                  cfg.runtime.find_unused_parameters)
-
-    def _build_optimization(self, cfg: DictConfig) -> None:
-        """Iterations per epoch, run length, LR scaling, optimizer, schedule, GradScaler."""
-        self.accumulate = max(1, int(cfg.train.accumulate))
-        self.iters_per_epoch = math.ceil(len(self.train_loader) / self.accumulate)
-        if self.iters_per_epoch == 0:
-            raise ConfigError(f"data.batch_size={cfg.data.batch_size}: the training set gives no batch")
-        if cfg.train.max_iters:
-            self.max_iters = int(cfg.train.max_iters)
-            self.max_epochs = math.ceil(self.max_iters / self.iters_per_epoch)
-        else:
-            self.max_iters = self.max_epochs * self.iters_per_epoch
-        self.total_batch_size = int(cfg.data.batch_size) * self.world_size * self.accumulate
-        lr_scale = lr_scale_for(self.total_batch_size, cfg.train.base_batch_size)
-        self.optimizer = build_optimizer(cfg.optimizer, self.model, lr_scale)
-        self.scheduler = build_scheduler(cfg.scheduler, self.optimizer, self.iters_per_epoch, self.max_iters)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
-        if self.scaler.is_enabled():  # the scaler skips steps with inf gradients by design; torch warns about it
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
-        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        if lr_scale != 1.0:
-            log.info("optimizer.lr scaled x%.3g: total batch %d vs train.base_batch_size %d",
-                     lr_scale, self.total_batch_size, cfg.train.base_batch_size)
-        log.info("optimizer %s: %s", type(self.optimizer).__name__, describe_groups(self.optimizer))
-
-    def _resume_path(self, resume: str | None) -> str | None:
-        """`resume=auto`: this run folder's last.pt if there is one (the CLI points the run folder at the
-        experiment's newest run), else a fresh start."""
-        if resume != "auto":
-            return resume
-        path = self.ckpt_dir / "last.pt"
-        if path.is_file():
-            return str(path)
-        log.info("resume=auto: no checkpoint in %s: starting from the beginning", self.ckpt_dir)
-        return None
 
     @property
     def lr(self) -> float:
         return current_lr(self.optimizer)
 
     @property
-    def eval_model(self) -> torch.nn.Module:
+    def eval_model(self) -> nn.Module:
         """What evaluation and inference use: the EMA weights when EMAHook is on."""
         return self.ema.module if self.ema is not None else self.model
 
@@ -175,7 +150,7 @@ class Runner(RunState):
         """
         log.info("training %s on %s x%d: %d epochs x %d iterations (%d in all), batch %d x %d processes x %d "
                  "accumulated = %d, output %s", type(self.model).__name__, self.device, self.world_size, self.max_epochs,
-                 self.iters_per_epoch, self.max_iters, self.cfg.data.batch_size, self.world_size, self.accumulate,
+                 self.iters_per_epoch, self.max_iters, self.batch_size, self.world_size, self.accumulate,
                  self.total_batch_size, self.work_dir)
         with logging_redirect_tqdm(loggers=[logging.getLogger()]), self.stop:
             self.call_hooks("before_train")
@@ -185,12 +160,19 @@ class Runner(RunState):
                 if not self.train_one_epoch():
                     self._interrupted()  # saves the mid-epoch position
                 self.in_epoch = False
-                self.call_hooks("after_epoch")
+                metrics = self.evaluate() if self._evaluation_due() else {}
+                self.call_hooks("after_epoch", metrics=metrics)
                 if self.iter >= self.max_iters:
                     break
             self.epoch = self.max_epochs
             self.call_hooks("after_train")
         return self.metrics
+
+    def _evaluation_due(self) -> bool:
+        if self.evaluator is None or self.val_loader is None or self.val_interval <= 0:
+            return False
+        done = self.epoch + 1
+        return done % self.val_interval == 0 or done == self.max_epochs or self.iter >= self.max_iters
 
     def train_one_epoch(self) -> bool:
         """The current epoch from `start_step` on; False when a stop was requested mid-way."""
@@ -221,18 +203,18 @@ class Runner(RunState):
             end = time.perf_counter()
         return True
 
-    def _to_device(self, batch: Batch) -> Batch:
+    def _to_device(self, batch: Any) -> Any:
         batch = batch.to(self.device, non_blocking=True)
-        if self.cfg.runtime.channels_last:
+        if self.channels_last and isinstance(batch, Batch):
             batch = replace(batch, images=batch.images.contiguous(memory_format=torch.channels_last))
         return batch
 
-    def _forward_backward(self, batch: Batch, group_size: int, last: bool) -> dict[str, torch.Tensor]:
+    def _forward_backward(self, batch: Any, group_size: int, last: bool) -> dict[str, torch.Tensor]:
         """Loss of one batch and its gradient, scaled by 1/group_size; DDP syncs only on the group's last."""
-        no_sync = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
-        with no_sync:
+        no_sync = getattr(self.train_module, "no_sync", None)
+        with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                losses = self.model.loss(batch, forward=self.forward_model)
+                losses = self.train_module(batch)
             total = torch.stack(list(losses.values())).sum()
             self.scaler.scale(total / group_size if group_size > 1 else total).backward()
         return losses
@@ -240,9 +222,8 @@ class Runner(RunState):
     def _optimizer_step(self, group_losses: list[dict[str, torch.Tensor]]) -> dict[str, float]:
         """Clip, check, step, schedule; returns the loss terms (mean over the group) and their total."""
         self.scaler.unscale_(self.optimizer)
-        clip = self.cfg.train.clip_grad_norm
-        if clip:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, float(clip))
+        if self.clip_grad_norm:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, float(self.clip_grad_norm))
         else:
             norm = total_norm([p.grad for p in self.params if p.grad is not None])
         names = list(group_losses[0])
@@ -261,22 +242,22 @@ class Runner(RunState):
         return values
 
     def _handle_nonfinite(self, values: dict[str, float]) -> bool:
-        """Raise (train.nonfinite=error) or count the step as skipped; True when skipped."""
+        """Raise (nonfinite="error") or count the step as skipped; True when skipped."""
         where = f"epoch {self.epoch + 1} iteration {self.iter + 1} (batch {self.step + 1} of the epoch)"
         terms = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-        if self.cfg.train.nonfinite != "skip":
+        if self.nonfinite != "skip":
             raise NonFiniteLossError(f"{where}: non-finite loss or gradient: {terms}, grad_norm={self.grad_norm:.4g}. "
                                      "Lower optimizer.lr, set train.clip_grad_norm, check the data, or set train.nonfinite=skip")
         self.skipped += 1
         self._skipped_in_row += 1
         log.warning("%s: non-finite %s, grad_norm=%.4g: step skipped (%d so far)", where, terms, self.grad_norm, self.skipped)
-        if self._skipped_in_row > self.cfg.train.max_skipped:
+        if self._skipped_in_row > self.max_skipped:
             raise NonFiniteLossError(f"{where}: {self._skipped_in_row} non-finite steps in a row (train.max_skipped="
-                                     f"{self.cfg.train.max_skipped}): training has diverged")
+                                     f"{self.max_skipped}): training has diverged")
         return True
 
     def _interrupted(self) -> None:
-        path = self.save_checkpoint("last.pt")
+        path = save_run(self, "last.pt")
         self.call_hooks("after_train")
         hint = f"resume=auto (or resume={path})" if path is not None else "resume=auto"
         raise TrainingInterrupted(
@@ -286,18 +267,29 @@ class Runner(RunState):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Predict on the whole val set and compute the evaluator's metrics."""
+        """Predict on the whole val set and compute the evaluator's metrics (hooks get them in `after_eval`)."""
         start = time.perf_counter()
         self.call_hooks("before_eval")
         self.metrics = run_evaluation(self.eval_model, self.val_loader, self.evaluator, self.device)
-        log.info("evaluation after epoch %d (%d images, %.1fs):\n%s\n%s", self.epoch + 1, len(self.val_set),
-                 time.perf_counter() - start, format_metrics(self.metrics), self.evaluator.text())
-        if is_main_process():  # tables and TensorBoard curves each time; PNG plots after the last epoch
+        text = self.evaluator.text() if hasattr(self.evaluator, "text") else ""
+        log.info("evaluation after epoch %d (%d images, %.1fs):\n%s\n%s", self.epoch + 1,
+                 len(getattr(self.val_loader, "dataset", self.val_loader)), time.perf_counter() - start,
+                 format_metrics(self.metrics), text)
+        if self.is_main and hasattr(self.evaluator, "write_reports"):  # tables and curves; PNG plots at the end
             self.evaluator.write_reports(self.work_dir / "eval", {"epoch": self.epoch + 1, "iteration": self.iter},
                                          tensorboard_writer(self), self.iter, plots=self.epoch + 1 >= self.max_epochs)
         self.call_hooks("after_eval", metrics=self.metrics)
         self.model.train()
         return self.metrics
+
+
+def _batch_size(loader: Any) -> int:
+    """Images per batch of a DataLoader (its batch sampler's size when it has one), else 1."""
+    for source in (loader, getattr(loader, "batch_sampler", None)):
+        size = getattr(source, "batch_size", None)
+        if isinstance(size, int):
+            return size
+    return 1
 
 
 def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:

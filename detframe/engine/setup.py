@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,19 +79,26 @@ def prepare_model(model: nn.Module, device: torch.device, channels_last: bool, s
     return model
 
 
-def wrap_model(model: nn.Module, device: torch.device, compile_model: bool,
-               find_unused_parameters: bool = False) -> tuple[nn.Module, DistributedDataParallel | None]:
-    """The module the training step calls: DDP around `model` in distributed runs, then torch.compile.
+class LossModule(nn.Module):
+    """`forward(batch)` is `detector.loss(batch)`: what DDP wraps, so that its gradient hooks see the
+    whole loss computation while detectors keep the one contract `loss(batch) -> dict`."""
 
-    Returns:
-        (module to call for the forward pass, the DDP wrapper or None).
-    """
-    ddp = None
-    forward: nn.Module = model
-    if is_distributed():
-        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=find_unused_parameters)
-        forward = ddp
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        return self.detector.loss(batch)
+
+
+def train_module(model: nn.Module, device: torch.device, compile_model: bool = False,
+                 find_unused_parameters: bool = False) -> Callable[[Any], dict[str, torch.Tensor]]:
+    """What the training step calls to get a batch's losses: `model.loss`, or DDP around it in distributed
+    runs. With `compile_model` the model's forward pass (images -> head outputs) is compiled in place
+    (call this after the EMA has copied the plain model)."""
     if compile_model:
-        forward = torch.compile(forward)  # type: ignore[assignment]
-    return forward, ddp
+        model.compile()
+    if not is_distributed():
+        return model.loss
+    return DistributedDataParallel(LossModule(model), device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=find_unused_parameters)

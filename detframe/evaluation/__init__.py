@@ -6,6 +6,7 @@ from .coco_map import CocoEvaluator
 from ..dist import is_main_process
 from .confusion import ConfusionMatrix, confusion_matrix
 from .ground_truth import GroundTruth
+from .loop import run_evaluation
 from .predictions import Predictions, load_results, save_results, to_coco_results
 from .report import Table, tensorboard_writer
 from .voc_map import VOCEvaluator, voc_evaluate
@@ -13,6 +14,6 @@ from .voc_map import VOCEvaluator, voc_evaluate
 __all__ = [
     "COCO_METRICS", "CocoEvaluator", "ConfusionMatrix", "DetectionEvaluator", "EvaluatorGroup", "GroundTruth",
     "PredictionBuffer", "Predictions", "Table", "VOCEvaluator", "build_evaluator", "coco_evaluate", "is_main_process",
-    "confusion_matrix", "load_results", "save_results", "summarize", "tensorboard_writer", "to_coco_results",
+    "confusion_matrix", "load_results", "run_evaluation", "save_results", "summarize", "tensorboard_writer", "to_coco_results",
     "voc_evaluate",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from ..dist import all_gather_object, get_world_size
 from ..errors import ConfigError
 from ..registry import EVALUATORS
 from ..structures import Detections
@@ -69,6 +70,7 @@ class EvaluatorGroup:
         self.buffer = PredictionBuffer(ours[0].buffer.category_ids) if ours else None
         self.metrics: dict[str, float] = {}
         self.predictions: Predictions | None = None  # what the last `evaluate` saw
+        self._pending: list[tuple[list[int], list[Detections]]] = []
 
     @property
     def ground_truth(self) -> GroundTruth:
@@ -81,27 +83,47 @@ class EvaluatorGroup:
     def __iter__(self):
         return iter(self.evaluators.values())
 
-    @property
-    def gathers_across_ranks(self) -> bool:
-        """True unless one of your own evaluators does not gather itself: run_evaluation then collects the
-        detections of all ranks for every rank (our buffer keeps each image once, so both ways agree)."""
-        return all(getattr(e, "gathers_across_ranks", False) for e in self._others())
+    # Every rank predicts its shard; the group gathers them, so every rank's `compute` sees all images.
+    gathers_across_ranks = True
 
     def reset(self) -> None:
         if self.buffer is not None:
             self.buffer.reset()
+        self._pending = []
         for e in self._others():
             e.reset()
 
     def process(self, image_ids: Sequence[int], detections: Sequence[Detections]) -> None:
         if self.buffer is not None:
             self.buffer.add(image_ids, detections)
+        if get_world_size() > 1 and self._non_gathering():  # replayed with every rank's images in compute()
+            self._pending.append((list(image_ids), [d.to("cpu") for d in detections]))
         for e in self._others():
-            e.process(image_ids, detections)
+            if get_world_size() == 1 or getattr(e, "gathers_across_ranks", False):
+                e.process(image_ids, detections)
 
     def compute(self) -> dict[str, float]:
         predictions = self.buffer.gathered()[1] if self.buffer is not None else None
+        if get_world_size() > 1 and self._non_gathering():
+            self._replay_gathered()
         return self.evaluate(predictions)
+
+    def _non_gathering(self) -> list[Any]:
+        """Your own evaluators that only see what this rank gives them."""
+        return [e for e in self._others() if not getattr(e, "gathers_across_ranks", False)]
+
+    def _replay_gathered(self) -> None:
+        """Give the non-gathering evaluators the batches of all ranks, in rank order (the val loader's
+        shards are contiguous, so that is the dataset's order), each image once."""
+        seen: set[int] = set()
+        for pending in all_gather_object(self._pending):
+            for image_ids, detections in pending:
+                new = [(i, d) for i, d in zip(image_ids, detections) if i not in seen]
+                seen.update(i for i, _ in new)
+                if new:
+                    for e in self._non_gathering():
+                        e.process([i for i, _ in new], [d for _, d in new])
+        self._pending = []
 
     def evaluate(self, predictions: Any) -> dict[str, float]:
         """Metrics of all evaluators: detframe ones on `predictions`, others from their own `compute()`."""

@@ -3,7 +3,6 @@ input, the counters of annotation quirks fixed on reading, and the COCO view for
 from __future__ import annotations
 
 import logging
-import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -12,10 +11,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from ...errors import ConfigError, DatasetError, choices_text
 from ...structures import Sample
+from ..samplers import seeded
 from ..transforms import Compose, rescale_long_side
 
 log = logging.getLogger(__name__)
@@ -179,19 +179,8 @@ class DetectionDataset(Dataset):
         which also carries the sample's random seed, the batch's size (multi-scale training) and
         the transforms to skip (PipelineSwitchHook)."""
         index, seed, size, skip = key if isinstance(key, tuple) else (key, None, None, ())
-        if seed is None:
+        with seeded(seed):
             return self._transformed(index, size, skip)
-        # A loader worker's generators are ours to reset; in the main process (num_workers=0) the
-        # training code's own numpy/random streams must not depend on data loading: put them back.
-        saved = None if get_worker_info() is not None else (np.random.get_state(), random.getstate())
-        np.random.seed(seed)
-        random.seed(seed)
-        try:
-            return self._transformed(index, size, skip)
-        finally:
-            if saved is not None:
-                np.random.set_state(saved[0])
-                random.setstate(saved[1])
 
     def _transformed(self, index: int, size: int | None, skip: Sequence[str]) -> Sample:
         sample = self.load_sample(index)

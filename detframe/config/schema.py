@@ -1,4 +1,4 @@
-"""The typed schema of a training config and the OmegaConf resolvers it uses.
+"""The typed schema of a training config (configs/train.yaml) and the OmegaConf resolvers it uses.
 
 The top-level sections (data, pipeline, train, runtime, ...) are dataclasses: a misspelt key or a
 wrong type there fails when Hydra composes the config. Component nodes (`model`, `optimizer`, ...)

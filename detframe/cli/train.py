@@ -1,0 +1,212 @@
+"""`detframe-train` / `python tools/train.py`: compose the config once, start the run, train.
+
+    python tools/train.py [config=NAME|path.yaml] [group=option] [key=value] [--cfg job] [-m sweep]
+    torchrun --nproc-per-node N tools/train.py ...
+
+A single run is composed once (with the `hydra` node: run folder, logging) and started with Hydra's
+own `run_job`, which creates the run folder, writes `.hydra/` and sets up the log file, as `@hydra.main`
+would. Under torchrun, rank 0 picks the run folder (and `resume=auto`'s) and every rank takes it.
+Hydra's other modes (multirun sweeps, --help, --info, shell completion, another config dir) are handed
+to Hydra's own entry point after the same check; Hydra composes each job of a sweep itself.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from ..config import compose, config_dir, resolve_config_arg
+from ..errors import UserError
+
+log = logging.getLogger("detframe")
+
+# Hydra flags that take the next argument as their value.
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                    "--config-dir", "-cd", "--shell-completion", "-sc", "--experimental-rerun"}
+# Flags for which Hydra's own entry point runs (after our check of the overrides where there are any).
+HYDRA_MODES = {"-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
+               "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun", "--version"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Returns the exit status (0); a config error prints one line and exits with 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    flags, overrides = split_flags(args)
+    try:
+        if any(f in HYDRA_MODES for f in flags):
+            _hydra_main(args, overrides, flags)
+            return 0
+        cfg = compose(overrides, hydra=True)
+        if "--cfg" in flags or "-c" in flags:
+            print(_config_text(cfg, flags))
+            return 0
+        launch(cfg, args)
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def split_flags(args: Sequence[str]) -> tuple[dict[str, str | None], list[str]]:
+    """(Hydra flags with their values, the `key=value` overrides in order)."""
+    flags: dict[str, str | None] = {}
+    overrides: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg.startswith("-"):
+            flag, _, value = arg.partition("=")
+            flags[flag] = value or (next(it, None) if flag in FLAGS_WITH_VALUE else None)
+        else:
+            overrides.append(arg)
+    return flags, overrides
+
+
+def _config_text(cfg: DictConfig, flags: dict[str, str | None]) -> str:
+    """What `--cfg job|hydra|all [--package KEY] [--resolve]` prints, as Hydra would."""
+    kind = flags.get("--cfg") or flags.get("-c") or "job"
+    if kind not in ("job", "hydra", "all"):
+        raise UserError(f"--cfg {kind}: expected job, hydra or all")
+    if kind == "job":
+        with read_write(cfg), open_dict(cfg):
+            cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    elif kind == "hydra":
+        cfg = OmegaConf.masked_copy(cfg, ["hydra"])
+    package = flags.get("--package") or flags.get("-p")
+    node = OmegaConf.select(cfg, package) if package else cfg
+    if node is None:
+        raise UserError(f"--package {package}: no such key in the config")
+    return OmegaConf.to_yaml(node, resolve="--resolve" in flags) if isinstance(node, DictConfig) else str(node)
+
+
+def _hydra_main(args: list[str], overrides: list[str], flags: dict[str, str | None]) -> Any:
+    """Hand the command line to `@hydra.main` (multirun, help, ...), after checking the overrides."""
+    import hydra
+
+    from ..dist import init_from_env
+
+    hydra_args = resolve_config_arg(args)
+    if overrides and not any(f in flags for f in ("--help", "-h", "--hydra-help", "--info", "-i")):
+        cfg = compose(overrides, hydra=True)  # one-line errors before Hydra starts; a sweep checks its first values
+        if "-m" in flags or "--multirun" in flags:
+            hydra_args += _multirun_dist_overrides(cfg, init_from_env(cfg.runtime.dist_backend,
+                                                                         cfg.runtime.dist_timeout_minutes))
+    sys.argv = [sys.argv[0], *hydra_args]  # @hydra.main reads the command line from sys.argv
+
+    def task(cfg: DictConfig) -> Any:
+        return train_task(cfg, args)
+
+    return hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(task)()
+
+
+def _multirun_dist_overrides(cfg: DictConfig, distributed: bool) -> list[str]:
+    """Under torchrun: every rank takes rank 0's sweep folder; ranks > 0 write no files."""
+    from ..dist import broadcast_object, get_rank
+
+    if not distributed:
+        return []
+    sweep_dir = broadcast_object(str(cfg.hydra.sweep.dir) if get_rank() == 0 else None)
+    extra = [f"hydra.sweep.dir={_quote(sweep_dir)}"]
+    if get_rank() > 0:
+        extra += ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[console]",
+                  "hydra.job_logging.root.level=WARNING"]
+    return extra
+
+
+def launch(cfg: DictConfig, args: Sequence[str]) -> Any:
+    """Start one run of the composed config `cfg` (with its `hydra` node) and train it.
+
+    Joins torchrun's process group first; rank 0 decides the run folder (its timestamp, or for
+    `resume=auto` the newest run of the experiment) and broadcasts it, so every rank agrees even when
+    their clocks cross a second. Ranks > 0 write no log file and no `.hydra/` record.
+    """
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext
+
+    from ..dist import broadcast_object, get_rank, init_from_env
+
+    init_from_env(cfg.runtime.dist_backend, cfg.runtime.dist_timeout_minutes)
+    HydraConfig.instance().set_config(cfg)  # `${hydra:...}` in the config resolves from here on
+    run_dir = None
+    if get_rank() == 0:
+        run_dir = Path(str(cfg.hydra.run.dir))
+        if cfg.get("resume") == "auto":
+            run_dir = _auto_resume_dir(run_dir)
+    run_dir = broadcast_object(str(run_dir))
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.run.dir = run_dir
+        if get_rank() > 0:
+            cfg.hydra.output_subdir = None
+            cfg.hydra.job_logging.root.handlers = ["console"]
+            cfg.hydra.job_logging.root.level = "WARNING"
+
+    def task(task_cfg: DictConfig) -> Any:
+        return train_task(task_cfg, args)
+
+    context = HydraContext(config_loader=None, callbacks=Callbacks(cfg))  # run_job uses only the callbacks
+    return run_job(task, cfg, job_dir_key="hydra.run.dir", job_subdir_key=None, hydra_context=context).return_value
+
+
+def _auto_resume_dir(run_dir: Path) -> Path:
+    """For `resume=auto`: `run_dir` if it holds a checkpoint (a fixed hydra.run.dir), else the newest
+    sibling run folder with one (outputs/<experiment_name>/<time>/), else `run_dir` (a fresh start)."""
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return run_dir
+    candidates = [p.parent.parent for p in run_dir.parent.glob("*/checkpoints/last.pt")]
+    if not candidates:
+        print(f"resume=auto: no checkpoint under {run_dir.parent.resolve()}/*/checkpoints/: starting a new run")
+        return run_dir
+    newest = max(candidates, key=lambda d: (d / "checkpoints" / "last.pt").stat().st_mtime)
+    print(f"resume=auto: continuing the run in {newest.resolve()}")
+    return newest
+
+
+def _quote(path: Any) -> str:
+    text = str(path)
+    return text if all(c.isalnum() or c in "/._-+:" for c in text) else "'" + text.replace("'", "\\'") + "'"
+
+
+def resume_command(args: Sequence[str]) -> str:
+    """The command line that continues this run: the original arguments with resume=auto."""
+    kept = [a for a in args if not a.startswith(("resume=", "+resume="))]
+    launcher = ("torchrun --nproc-per-node N tools/train.py" if int(os.environ.get("WORLD_SIZE", "1")) > 1
+                else "python tools/train.py")
+    return f"{launcher} {shlex.join([*kept, 'resume=auto'])}"
+
+
+def train_task(cfg: DictConfig, args: Sequence[str]) -> float | None:
+    """One training run inside its run folder (Hydra's job): build the runner, train, report the best.
+    Returns the last value of the checkpoint metric (what a Hydra sweeper optimises), or None."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ..dist import is_main_process
+    from ..engine import CheckpointHook, TrainingInterrupted, build_runner
+    from ..registry import import_modules
+
+    try:
+        import_modules(cfg.custom_imports)
+        work_dir = Path(HydraConfig.get().runtime.output_dir)
+        if is_main_process():
+            (work_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        runner = build_runner(cfg, work_dir)
+        metrics = runner.train()
+    except TrainingInterrupted as e:
+        log.warning("%s:\n  %s", e, resume_command(args))
+        sys.exit(e.exit_code)
+    except UserError as e:
+        log.error("error: %s", e)
+        sys.exit(2)
+    best = next((h for h in runner.hooks.values() if isinstance(h, CheckpointHook)), None)
+    if best is None or not best.save_best:
+        return None
+    if best.best_value is not None:
+        log.info("done: best %s = %.4f (epoch %s); checkpoints in %s", best.save_best, best.best_value,
+                 best.best_epoch, runner.ckpt_dir)
+    return metrics.get(best.save_best)
