@@ -10,7 +10,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "detframe" / "configs"
 RACCOON = Path(os.environ.get("DETFRAME_RACCOON", REPO.parent / "shared" / "datasets" / "raccoon"))
 
 needs_raccoon = pytest.mark.skipif(
@@ -30,9 +30,9 @@ def tiny_shapes(tmp_path_factory) -> Path:
 
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
     """The composed config, as tools/train.py would build it (errors as `ConfigError`)."""
-    from detframe.cli import resolve_config_arg, validate_overrides
+    from detframe.config import compose as compose_config
 
-    return validate_overrides(config_name, resolve_config_arg(overrides or []))
+    return compose_config(overrides or [], config_name=config_name)
 
 
 # Small and fast: MobileNetV3-Small SSDLite at 128 px on the tiny set, one loader process.

@@ -1,7 +1,7 @@
 """Every config composes and builds; bad keys, types and names give short errors that suggest a fix."""
 import pytest
 
-from detframe.cli import experiments
+from detframe.config import experiments
 from detframe.errors import ConfigError
 from detframe.models import build_detector
 

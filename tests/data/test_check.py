@@ -81,7 +81,7 @@ def test_cache_returns_the_decoded_images(tmp_path, tiny_shapes, mode):
 
 
 def test_check_and_browse_tools(tmp_path, tiny_shapes, capsys):
-    from detframe.data.tools import browse_main, check_main
+    from detframe.cli.dataset_tools import browse_main, check_main
 
     broken_set(tmp_path / "broken")
     assert check_main(["data=raccoon", f"data.root={tmp_path / 'broken'}", "data.class_names=[cat]"]) == 1

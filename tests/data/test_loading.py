@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import BatchSampler, DistributedSampler, RandomSampler
 
 from detframe.data import (SampleKey, TrainBatchSampler, VOCDetection, build_dataloader, set_epoch, set_skip)
-from detframe.data.hooks import PipelineSwitchHook
+from detframe.engine import PipelineSwitchHook
 from detframe.data.samplers import InferenceSampler
 from detframe.data.synthetic import SHAPES_CLASSES
 from detframe.data.transforms import build_pipeline
@@ -106,7 +106,7 @@ def test_distributed_shards_and_set_epoch():
 
 class FakeRunner:
     def __init__(self, dataset, loader, max_epochs):
-        self.train_set, self.train_loader, self.max_epochs, self.epoch = dataset, loader, max_epochs, 0
+        self.train_loader, self.max_epochs, self.epoch = loader, max_epochs, 0
 
 
 def test_pipeline_switch_hook_turns_mosaic_off_for_the_last_epochs(tiny_shapes):

@@ -5,19 +5,17 @@ import copy
 
 import torch
 
-from detframe.engine import Runner
+from detframe.engine import Runner, build_runner
 from detframe.engine.hooks import Hook
 
 from ..conftest import FAST, compose
 
 # No evaluation, no best.pt (it needs metrics): these tests are about the training loop.
-LOOP = [*FAST, "hooks.eval=null", "hooks.checkpoint.save_best=null", "scheduler.warmup_iters=2", "data.batch_size=2"]
+LOOP = [*FAST, "train.val_interval=0", "hooks.checkpoint.save_best=null", "scheduler.warmup_iters=2", "data.batch_size=2"]
 
 
 class Recorder(Hook):
     """Keeps the loss terms of every step; optionally asks the runner to stop after iteration `stop_at`."""
-
-    priority = 90
 
     def __init__(self, stop_at: int | None = None) -> None:
         self.losses: list[dict[str, float]] = []
@@ -39,7 +37,7 @@ class Recorder(Hook):
 
 def make_runner(tmp_path, data_root, *overrides: str, name: str = "run", stop_at: int | None = None) -> tuple[Runner, Recorder]:
     cfg = compose([f"data.root={data_root}", *LOOP, *overrides])
-    runner = Runner(cfg, tmp_path / name)
+    runner = build_runner(cfg, tmp_path / name)
     recorder = Recorder(stop_at)
     runner.hooks["recorder"] = recorder
     return runner, recorder

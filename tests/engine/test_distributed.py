@@ -16,7 +16,7 @@ from .helpers import make_runner
 # the last-bit differences between a batch of 4 and two of 2 would pick other negatives. No warmup and
 # a high LR so that the weights move far more than the tolerance.
 SAME = ["runtime.deterministic=true", "train.max_iters=3", "train.freeze_norm=[*]", "pipeline.size=96",
-        "model.head.loss_cls.neg_pos_ratio=100000", "hooks.eval={type: EvalHook}", "data.val_batch_size=1",
+        "model.head.loss_cls.neg_pos_ratio=100000", "train.val_interval=2", "data.val_batch_size=1",
         "scheduler.warmup_iters=0", "optimizer.lr=0.05", "hooks.checkpoint.save_best=null"]
 
 

@@ -2,13 +2,12 @@
 import logging
 import math
 
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from detframe.engine import NonFiniteLossError, load_checkpoint
-from detframe.engine.state import RunState
+from detframe.engine.state import load_weights
 from detframe.models import build_detector
 
 from ..conftest import compose
@@ -45,7 +44,7 @@ def test_mixed_precision_step_and_checkpoint(tmp_path, tiny_shapes, amp):
     # gives a NaN gradient (2 of 4 runs of tests/engine, never when run alone; same inputs, same finite
     # losses). This test is about autocast and the checkpoint, not about that kernel.
     runner, log = make_runner(tmp_path, tiny_shapes, "pipeline.size=96", f"runtime.amp={amp}", "train.max_iters=1",
-                              "runtime.channels_last=true", "hooks.checkpoint.save_best=null", "hooks.eval=null",
+                              "runtime.channels_last=true", "hooks.checkpoint.save_best=null", "train.val_interval=0",
                               "train.nonfinite=skip")
     seen = []
     runner.model.head.register_forward_hook(lambda m, i, out: seen.append(out.cls_logits.dtype))
@@ -79,14 +78,14 @@ def test_non_finite_loss_skip_policy_drops_the_step(tmp_path, tiny_shapes, caplo
 def poison_loss(runner, at_call):
     loss, calls = runner.model.loss, []
 
-    def poisoned(batch, forward=None):
+    def poisoned(batch):
         calls.append(1)
-        out = loss(batch, forward=forward)
+        out = loss(batch)
         if len(calls) == at_call:
             out["loss_cls"] = out["loss_cls"] * float("nan")
         return out
 
-    runner.model.loss = poisoned
+    runner.train_module = poisoned
 
 
 def test_load_from_skips_mismatched_shapes_and_prefers_ema(tmp_path, tiny_shapes, caplog):
@@ -94,19 +93,19 @@ def test_load_from_skips_mismatched_shapes_and_prefers_ema(tmp_path, tiny_shapes
                             "hooks.checkpoint={type: CheckpointHook, save_best: null}", name="source")
     source.train()
     # a model for two classes instead of four: the class predictors do not fit
-    target = SimpleNamespace(model=build_detector(compose(["data.class_names=[cat,dog]"]).model))
+    target = build_detector(compose(["data.class_names=[cat,dog]"]).model)
     with caplog.at_level(logging.INFO, logger="detframe"):
-        RunState.load_weights(target, str(source.ckpt_dir / "last.pt"))
+        load_weights(target, source.ckpt_dir / "last.pt")
     assert "12 skipped for shape" in caplog.text and "skipped head.cls_convs.0.1.weight" in caplog.text
     ema = source.ema.module.state_dict()
     key = "backbone.stages.0.0.0.weight"
-    assert torch.equal(target.model.state_dict()[key], ema[key]) and not torch.equal(ema[key], source.model.state_dict()[key])
+    assert torch.equal(target.state_dict()[key], ema[key]) and not torch.equal(ema[key], source.model.state_dict()[key])
 
 
 def test_tensorboard_gets_every_term_lr_grad_norm_times_metrics_and_images(tmp_path, tiny_shapes):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    runner, _ = make_runner(tmp_path, tiny_shapes, "pipeline.size=96", "train.max_iters=2", "hooks.eval={type: EvalHook}",
+    runner, _ = make_runner(tmp_path, tiny_shapes, "pipeline.size=96", "train.max_iters=2", "train.val_interval=1",
                             "hooks.checkpoint=null", "hooks.logger.images=2", "hooks.logger.image_score_threshold=0.0")
     runner.train()
     events = EventAccumulator(str(runner.work_dir / "tb"), size_guidance={"images": 0}).Reload()

@@ -7,7 +7,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from detframe.cli import run_eval
+from detframe.cli.eval import run_eval
 from detframe.errors import UserError
 
 from ..conftest import FAST, REPO, compose, run_tool

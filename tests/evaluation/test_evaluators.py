@@ -73,8 +73,33 @@ def test_your_own_evaluator_runs_beside_ours(val_set):
     group = EvaluatorGroup({"coco": CocoEvaluator(val_set), "count": Counter()})
     metrics = feed(group, val_set)
     assert metrics["count/detections"] == len(group.predictions) and "coco/AP" in metrics
-    # in distributed runs, run_evaluation must gather for Counter; ours alone gather themselves
-    assert not group.gathers_across_ranks and EvaluatorGroup({"coco": CocoEvaluator(val_set)}).gathers_across_ranks
+
+
+def test_the_group_gathers_for_your_own_evaluator_across_ranks(val_set, monkeypatch):
+    """Two ranks, each with a shard (the val loader's contiguous shards), image 2 on both: an evaluator
+    that does not gather itself sees every image once, in dataset order."""
+    import detframe.evaluation.build as build
+
+    class Recorder:
+        def reset(self): self.ids = []
+        def process(self, image_ids, detections): self.ids += list(image_ids)
+        def compute(self): return {"seen/images": float(len(self.ids))}
+
+    records = val_set.records
+    def predict(recs):
+        return [Detections(torch.tensor(r.boxes), torch.ones(len(r.boxes)), torch.tensor(r.labels)) for r in recs]
+
+    monkeypatch.setattr(build, "get_world_size", lambda: 2)
+    other = EvaluatorGroup({"seen": Recorder()})  # rank 1: images 2 and 3
+    other.reset()
+    other.process([r.image_id for r in records[2:]], predict(records[2:]))
+    monkeypatch.setattr(build, "all_gather_object", lambda pending: [pending, other._pending])
+    recorder = Recorder()
+    group = EvaluatorGroup({"seen": recorder})  # rank 0: images 0, 1 and 2
+    group.reset()
+    group.process([r.image_id for r in records[:3]], predict(records[:3]))
+    assert recorder.ids == []  # nothing processed before the gather
+    assert group.compute() == {"seen/images": 4.0} and recorder.ids == [r.image_id for r in records]
 
 
 class RecordingWriter:
