@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from detframe.config import compose, config_dir
 from detframe.data import SampleKey, VOCDetection, build_dataloader
 from detframe.data.transforms import build_pipeline
 
@@ -32,7 +33,7 @@ MEAN = (123.675, 116.28, 103.53)
 
 
 def pipeline(name: str, size: int) -> list:
-    cfg = OmegaConf.create({"pipeline": OmegaConf.load(REPO / "configs" / "pipeline" / f"{name}.yaml")})
+    cfg = OmegaConf.create({"pipeline": OmegaConf.load(config_dir() / "pipeline" / f"{name}.yaml")})
     cfg.pipeline.size = size
     return OmegaConf.to_container(cfg, resolve=True)["pipeline"]["train"]
 
@@ -133,10 +134,9 @@ def pipelines(root: str, repeats: int, count: int) -> None:
 
 
 def loader_vs_step(root: str, batch: int, steps: int, workers: int) -> None:
-    from detframe.cli import validate_overrides
     from detframe.models import build_detector
 
-    cfg = validate_overrides("train", ["model=ssd300_vgg16", "data=raccoon", f"data.root={root}", "pipeline=ssd300",
+    cfg = compose(["model=ssd300_vgg16", "data=raccoon", f"data.root={root}", "pipeline=ssd300",
                                        "pipeline.size=300"])
     dataset = VOCDetection(root, "train", class_names=["raccoon"], transforms=build_pipeline(pipeline("ssd300", 300)))
     loader = build_dataloader(dataset, batch, workers, train=True, size_divisor=1)

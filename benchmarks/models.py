@@ -34,7 +34,7 @@ from torchvision.models import detection
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detframe.cli import resolve_config_arg, validate_overrides  # noqa: E402
+from detframe.config import compose  # noqa: E402
 from detframe.models import build_detector  # noqa: E402
 from detframe.models.convert import EQUIVALENTS, load_torchvision  # noqa: E402
 from detframe.structures import Batch, Instances  # noqa: E402
@@ -56,7 +56,7 @@ SIZES = {
 
 
 def compose_model(name: str, overrides: list[str] = ()) -> torch.nn.Module:
-    cfg = validate_overrides("train", resolve_config_arg([f"model={name}", *overrides]))
+    cfg = compose([f"model={name}", *overrides])
     cfg.model.head.num_classes = NUM_CLASSES
     return build_detector(cfg.model)
 

@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detframe.cli import resolve_config_arg, validate_overrides  # noqa: E402
+from detframe.config import compose  # noqa: E402
 from detframe.data import ensure_shapes  # noqa: E402
-from detframe.engine import Runner  # noqa: E402
+from detframe.engine import Runner, build_runner  # noqa: E402
 
 
 class InMemory(Dataset):
@@ -48,9 +48,8 @@ def build(args: argparse.Namespace, data_root: Path, work_dir: Path, amp: str, c
     overrides = [f"data.root={data_root}", f"model={args.model}", f"pipeline.size={args.size}", f"data.batch_size={args.batch}",
                  "data.num_workers=0", f"runtime.amp={amp}", f"runtime.channels_last={str(channels_last).lower()}",
                  f"runtime.device={args.device}", "hooks.progress=null", "train.max_epochs=1000", *args.overrides]
-    cfg = validate_overrides("train", resolve_config_arg(overrides))
-    runner = Runner(cfg, work_dir)
-    cached = InMemory(runner.train_set, args.iters * args.batch)
+    runner = build_runner(compose(overrides), work_dir)
+    cached = InMemory(runner.train_loader.dataset, args.iters * args.batch)
     runner.train_loader = DataLoader(cached, batch_size=args.batch, shuffle=True, drop_last=True,
                                      collate_fn=runner.train_loader.collate_fn, pin_memory=runner.device.type == "cuda")
     runner.call_hooks("before_train")
@@ -64,7 +63,7 @@ def bare_epoch(runner: Runner) -> None:
     model.train()
     for batch in runner.train_loader:
         batch = batch.to(device, non_blocking=True)
-        if runner.cfg.runtime.channels_last:
+        if runner.channels_last:
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             losses = model.loss(batch)

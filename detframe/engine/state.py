@@ -33,7 +33,9 @@ _IGNORED_CHANGES = ("resume", "load_from")
 
 def run_state(runner: Runner) -> dict[str, Any]:
     """Everything needed to continue exactly; a collective in distributed runs (RNGs of every rank)."""
-    epoch, step = (runner.epoch, runner.step + 1) if runner.in_epoch else (runner.epoch + 1, 0)
+    # Mid-epoch: the batches of this epoch done so far; between epochs (after_epoch, or after train()
+    # returned, when `epoch` is max_epochs): the epochs completed.
+    epoch, step = (runner.epoch, runner.step + 1) if runner.in_epoch else (min(runner.epoch + 1, runner.max_epochs), 0)
     return {
         "model": runner.model.state_dict(),
         "ema": runner.ema.state_dict() if runner.ema is not None else None,

@@ -132,5 +132,8 @@ def test_adamw_groups_and_lr_scaling():
     opt = build_optimizer({"type": "AdamW", "lr": 0.001, "weight_decay": 0.05, "paramwise": {"norm_decay_mult": 0.0}},
                           Net(), lr_scale=lr_scale_for(total_batch_size=64, base_batch_size=16))
     assert isinstance(opt, torch.optim.AdamW)
-    assert sorted((g["lr"], g["weight_decay"]) for g in opt.param_groups) == pytest.approx([(0.004, 0.0), (0.004, 0.05)])
+    # flat lists: pytest 9 no longer compares nested structures (a list of tuples) with approx
+    settings = sorted((g["lr"], g["weight_decay"]) for g in opt.param_groups)
+    assert [lr for lr, _ in settings] == pytest.approx([0.004, 0.004])
+    assert [wd for _, wd in settings] == pytest.approx([0.0, 0.05])
     assert lr_scale_for(32, None) == 1.0
