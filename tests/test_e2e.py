@@ -79,3 +79,33 @@ def test_raccoon_trains_and_evaluates(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "VOCDetection(40 images" in result.stdout and "coco/AP50" in result.stdout
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_training_run_composes_its_config_once(tmp_path, tiny_shapes, monkeypatch):
+    """tools/train.py composes once (with the run folder and logging), writes Hydra's record, trains."""
+    import logging
+
+    import hydra
+
+    from detframe.cli.train import main
+
+    calls = []
+    compose = hydra.compose
+    monkeypatch.setattr(hydra, "compose", lambda *a, **k: calls.append(k.get("overrides")) or compose(*a, **k))
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        assert main([f"data.root={tiny_shapes}", *FAST, "pipeline.size=96", "train.max_iters=1", "train.val_interval=0",
+                     "hooks.checkpoint.save_best=null", "hydra.run.dir=once"]) == 0
+    finally:  # run_job configured logging for the run (console + train.log): give pytest its own back
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert len(calls) == 1
+    run = tmp_path / "once"
+    assert (run / "checkpoints" / "last.pt").is_file() and "optimizer SGD" in (run / "train.log").read_text()
+    assert {p.name for p in (run / ".hydra").iterdir()} == {"config.yaml", "hydra.yaml", "overrides.yaml"}
