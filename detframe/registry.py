@@ -70,7 +70,8 @@ class Registry:
             raise ConfigError(f"{where or self.name}: expected a mapping with a 'type' key, got {kwargs!r}")
         if "type" not in kwargs:
             raise ConfigError(
-                f"{where or self.name}: missing 'type'. Known {self.name} types: {choices_text(self._entries)}"
+                f"{where or self.name}: missing 'type'. "
+                f"Known {self.name} types: {choices_text(self._entries)}"
             )
         type_name = kwargs.pop("type")
         try:
@@ -124,10 +125,12 @@ def check_arguments(target: Callable, kwargs: dict[str, Any], where: str) -> Non
                 )
     missing = [
         p.name for p in params
-        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in kwargs
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in kwargs
     ]
     if missing:
-        raise ConfigError(f"{where}: {name} needs {', '.join(repr(m) for m in missing)}, which the config does not set")
+        raise ConfigError(f"{where}: {name} needs {', '.join(repr(m) for m in missing)}, "
+                          "which the config does not set")
     try:
         hints = typing.get_type_hints(func)
     except Exception:

@@ -39,7 +39,8 @@ class Sample:
         self.ignore = np.asarray(self.ignore, dtype=bool).reshape(-1)
         if not (len(self.boxes) == len(self.labels) == len(self.ignore)):
             raise ValueError(
-                f"image {self.image_id}: {len(self.boxes)} boxes, {len(self.labels)} labels, {len(self.ignore)} ignore flags"
+                f"image {self.image_id}: {len(self.boxes)} boxes, {len(self.labels)} labels, "
+                f"{len(self.ignore)} ignore flags"
             )
 
     @property
@@ -61,7 +62,8 @@ class Instances:
     ignore: Tensor  # bool [N]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Instances:
-        return Instances(*(t.to(device, non_blocking=non_blocking) for t in (self.boxes, self.labels, self.ignore)))
+        return Instances(*(t.to(device, non_blocking=non_blocking)
+                           for t in (self.boxes, self.labels, self.ignore)))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -91,7 +93,8 @@ class Batch:
         return replace(
             self,
             images=self.images.pin_memory(),
-            targets=[Instances(t.boxes.pin_memory(), t.labels.pin_memory(), t.ignore.pin_memory()) for t in self.targets],
+            targets=[Instances(t.boxes.pin_memory(), t.labels.pin_memory(), t.ignore.pin_memory())
+                     for t in self.targets],
         )
 
     def __len__(self) -> int:

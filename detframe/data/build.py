@@ -41,7 +41,8 @@ def build_dataset(data_cfg: DictConfig, split: str, pipeline_cfg: Any, check: st
         GENERATORS[name](data_cfg.root)
     if split not in data_cfg or data_cfg[split] is None:
         raise ConfigError(f"data.{split}: the data config defines no '{split}' dataset")
-    options = {"class_names": list(data_cfg.class_names), "on_error": on_error or data_cfg.get("on_error", "error")}
+    options = {"class_names": list(data_cfg.class_names),
+               "on_error": on_error or data_cfg.get("on_error", "error")}
     dataset = _build_node(data_cfg[split], options, transforms=build_pipeline(pipeline_cfg))
     if isinstance(dataset, DetectionDataset):
         report = check_dataset(dataset, f"data.{split}", check or data_cfg.get("check", "quick"))
@@ -64,7 +65,8 @@ def _build_node(node: Any, options: dict[str, Any], transforms: Any = None) -> D
     parts: dict[str, Any] = {}
     for key in NESTED & set(node.keys()):
         value = node[key]
-        parts[key] = [_build_node(v, options) for v in value] if key == "datasets" else _build_node(value, options)
+        parts[key] = ([_build_node(v, options) for v in value] if key == "datasets"
+                      else _build_node(value, options))
     target = DATASETS.get(node.type)
     accepted = inspect.signature(target.__init__).parameters
     for name, value in options.items():
@@ -113,17 +115,20 @@ def build_dataloader(
     generator.manual_seed(seed)
     rank, world = _dist_info(distributed)
     if train:
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed) if distributed else None
+        sampler = (DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+                   if distributed else None)
         count = len(sampler) if sampler is not None else len(dataset)
         groups = None
         if aspect_ratio_grouping and isinstance(dataset, DetectionDataset):
             groups = (dataset.aspect_ratios() < 1.0).astype(int)
-        batch_sampler = TrainBatchSampler(len(dataset), batch_size, generator, drop_last=count >= batch_size, sampler=sampler,
-                                          group_ids=groups, multi_scale=multi_scale, rank=rank)
+        batch_sampler = TrainBatchSampler(len(dataset), batch_size, generator,
+                                          drop_last=count >= batch_size, sampler=sampler, group_ids=groups,
+                                          multi_scale=multi_scale, rank=rank)
         if not isinstance(dataset, DetectionDataset):
             dataset = KeyedDataset(dataset)  # your own dataset: seeded per sample like ours
     else:
-        index_sampler = InferenceSampler(len(dataset), rank, world) if distributed else SequentialSampler(dataset)
+        index_sampler = (InferenceSampler(len(dataset), rank, world) if distributed
+                         else SequentialSampler(dataset))
         batch_sampler = BatchSampler(index_sampler, batch_size, drop_last=False)
     return DataLoader(
         dataset,
@@ -160,8 +165,8 @@ def _dist_info(distributed: bool) -> tuple[int, int]:
     if not distributed:
         return 0, 1
     if not is_distributed():
-        raise ConfigError("build_dataloader(distributed=True) needs an initialised torch.distributed process group "
-                          "(launch with torchrun)")
+        raise ConfigError("build_dataloader(distributed=True) needs an initialised torch.distributed "
+                          "process group (launch with torchrun)")
     return get_rank(), get_world_size()
 
 
@@ -179,5 +184,6 @@ def set_skip(loader: DataLoader, names: Sequence[str]) -> None:
     """Leave the transforms named `names` out of the training pipeline from the next epoch on
     (names travel with each sample's key, so persistent workers follow)."""
     if not isinstance(loader.batch_sampler, TrainBatchSampler):
-        raise ConfigError("set_skip: the loader is not a training loader built by build_dataloader(train=True)")
+        raise ConfigError("set_skip: the loader is not a training loader built by "
+                          "build_dataloader(train=True)")
     loader.batch_sampler.skip = tuple(names)

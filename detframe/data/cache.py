@@ -64,8 +64,9 @@ class ImageCache:
             need = sum(r.height * r.width * 3 for r in records)
             free = available_memory()
             if free is not None and need > 0.8 * free:
-                log.warning("data.cache=ram: the %d images need about %.1f GB, more than 80%% of the %.1f GB available; "
-                            "not caching (data.cache=disk needs no memory)", len(records), need / 1e9, free / 1e9)
+                log.warning("data.cache=ram: the %d images need about %.1f GB, more than 80%% of the %.1f GB "
+                            "available; not caching (data.cache=disk needs no memory)",
+                            len(records), need / 1e9, free / 1e9)
                 return False
         start = time.perf_counter()
         unique = list(dict.fromkeys(r.path for r in records))
@@ -74,8 +75,8 @@ class ImageCache:
                 if self.mode == "ram":
                     self.images[path] = image
         size = sum(im.nbytes for im in self.images.values()) if self.mode == "ram" else 0
-        log.info("data.cache=%s: %d images cached in %.1fs%s", self.mode, len(unique), time.perf_counter() - start,
-                 f" ({size / 1e9:.2f} GB)" if size else f" under {self.dir}")
+        log.info("data.cache=%s: %d images cached in %.1fs%s", self.mode, len(unique),
+                 time.perf_counter() - start, f" ({size / 1e9:.2f} GB)" if size else f" under {self.dir}")
         return True
 
     def _load(self, path: Path) -> np.ndarray | None:

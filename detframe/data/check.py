@@ -111,16 +111,19 @@ def check_images(records: list[ImageRecord], level: str, threads: int = 8) -> tu
     for rec, (error, size) in zip(unique, results):
         if error is not None:
             kind = "missing_image" if error == "missing" else "unreadable_image"
-            text = f"image file not found: {rec.path}" if error == "missing" else f"bad image file {rec.path}: {error}"
-            problems.append(Problem(str(rec.path), text + (f" (annotated in {rec.annotation})" if rec.annotation else ""),
+            text = (f"image file not found: {rec.path}" if error == "missing"
+                    else f"bad image file {rec.path}: {error}")
+            problems.append(Problem(str(rec.path),
+                                    text + (f" (annotated in {rec.annotation})" if rec.annotation else ""),
                                     kind, rec.path))
         elif size is not None and size != (rec.height, rec.width):
-            mismatch.append(f"{rec.annotation or rec.path}: annotation says {rec.height}x{rec.width} (h x w), "
-                            f"the image is {size[0]}x{size[1]}")
+            mismatch.append(f"{rec.annotation or rec.path}: annotation says {rec.height}x{rec.width} "
+                            f"(h x w), the image is {size[0]}x{size[1]}")
     return problems, mismatch
 
 
-def check_dataset(dataset: DetectionDataset, name: str, level: str = "quick", settle: bool = True) -> SplitReport:
+def check_dataset(dataset: DetectionDataset, name: str, level: str = "quick",
+                  settle: bool = True) -> SplitReport:
     """Check `dataset`'s records (and image files, unless level is "off"); with `settle`, apply the
     dataset's on_error policy to the image problems (raise, or drop the images)."""
     if level not in LEVELS:
@@ -161,18 +164,22 @@ def format_report(report: SplitReport) -> str:
     width = max([len(c) for c in report.class_names] + [5])
     lines.append(f"  {'class':<{width}}  {'boxes':>7}  {'images':>7}  {'ignored':>7}")
     for c in report.class_names:
-        lines.append(f"  {c:<{width}}  {report.boxes[c]:>7}  {report.images_with[c]:>7}  {report.ignored[c]:>7}")
-    lines.append(f"  {'all':<{width}}  {sum(report.boxes.values()):>7}  {report.images:>7}  {sum(report.ignored.values()):>7}")
+        lines.append(f"  {c:<{width}}  {report.boxes[c]:>7}  {report.images_with[c]:>7}  "
+                     f"{report.ignored[c]:>7}")
+    lines.append(f"  {'all':<{width}}  {sum(report.boxes.values()):>7}  {report.images:>7}  "
+                 f"{sum(report.ignored.values()):>7}")
     lines.append(f"  images without boxes: {report.empty_images}; duplicate ids: {report.duplicate_ids}; "
                  f"files listed twice: {report.duplicate_files}")
     if report.level != "off":
-        lines.append(f"  image files: {report.checked_files} checked ({report.level}) in {report.seconds:.1f}s")
+        lines.append(f"  image files: {report.checked_files} checked ({report.level}) "
+                     f"in {report.seconds:.1f}s")
     if report.quirks:
         lines.append("  fixed on reading: " + ", ".join(f"{n} {what}" for what, n in report.quirks.items()))
     for text in report.size_mismatch[:10]:
         lines.append(f"  warning: {text}")
     if len(report.size_mismatch) > 10:
-        lines.append(f"  warning: ... {len(report.size_mismatch) - 10} more images whose size differs from the annotation")
+        lines.append(f"  warning: ... {len(report.size_mismatch) - 10} more images whose size differs "
+                     "from the annotation")
     for c in report.missing_classes:
         lines.append(f"  warning: class '{c}' of the config has no instance in this split")
     unknown = report.unknown_classes

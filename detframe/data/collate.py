@@ -28,7 +28,8 @@ class Collate:
             h, w = s.image.shape[:2]
             images[i, :, :h, :w] = torch.from_numpy(s.image).permute(2, 0, 1)
         targets = [
-            Instances(torch.from_numpy(s.boxes).float(), torch.from_numpy(s.labels).long(), torch.from_numpy(s.ignore).bool())
+            Instances(torch.from_numpy(s.boxes).float(), torch.from_numpy(s.labels).long(),
+                      torch.from_numpy(s.ignore).bool())
             for s in samples
         ]
         return Batch(

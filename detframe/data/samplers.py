@@ -29,7 +29,8 @@ class SampleKey(NamedTuple):
 
     index: int
     seed: int | None = None
-    size: int | None = None  # rescale the sample so its longer side is this (multi-scale); None: as the pipeline made it
+    # rescale the sample so its longer side is this (multi-scale); None: as the pipeline made it
+    size: int | None = None
     skip: tuple[str, ...] = ()  # names of transforms to leave out
 
 
@@ -100,7 +101,8 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
         # same augmented samples as one process with batch N x B (DistributedSampler splits the same
         # permutation), which is what makes a 2-process run reproduce a 1-process one.
         for batch, size in zip(batches, sizes):
-            seeds = [int(np.random.SeedSequence([base, self.epoch, int(i)]).generate_state(1)[0]) for i in batch]
+            seeds = [int(np.random.SeedSequence([base, self.epoch, int(i)]).generate_state(1)[0])
+                     for i in batch]
             yield [SampleKey(int(i), s, size, self.skip) for i, s in zip(batch, seeds)]
 
     def _batches(self, indices: list[int]) -> list[list[int]]:
@@ -190,8 +192,8 @@ class KeyedDataset(Dataset):
 
 
 # DataLoader arguments carried over when a loader is rebuilt around another sampler.
-_LOADER_ARGS = ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn", "multiprocessing_context",
-                "generator", "prefetch_factor", "pin_memory_device", "in_order")
+_LOADER_ARGS = ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn",
+                "multiprocessing_context", "generator", "prefetch_factor", "pin_memory_device", "in_order")
 
 
 class _SkipBatches:

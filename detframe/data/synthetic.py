@@ -33,7 +33,8 @@ def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 
     if (root / ".complete").exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    log.info("generating the synthetic shapes set (%d train, %d val images, seed %d) under %s", num_train, num_val, seed, root)
+    log.info("generating the synthetic shapes set (%d train, %d val images, seed %d) under %s",
+             num_train, num_val, seed, root)
     # Write into a temporary sibling and rename, so a crash never leaves half a dataset behind and two
     # processes generating at once both end up with the same complete copy.
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
@@ -62,7 +63,8 @@ def generate_shapes(root: Path, num_train: int, num_val: int, seed: int) -> None
         for _ in range(count):
             image, boxes, labels = _draw_image(rng)
             name = f"{index:06d}"
-            cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+            cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), image[:, :, ::-1],
+                        [cv2.IMWRITE_JPEG_QUALITY, 92])
             h, w = image.shape[:2]
             (root / "Annotations" / f"{name}.xml").write_text(_voc_xml(name, w, h, boxes, labels))
             images.append({"id": index + 1, "file_name": f"{name}.jpg", "width": w, "height": h})
@@ -109,7 +111,8 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     a, b = rng.integers(40, 215, size=(2, 3))
     t = np.linspace(0.0, 1.0, w if rng.random() < 0.5 else h, dtype=np.float32)
     ramp = a[None, :] * (1 - t[:, None]) + b[None, :] * t[:, None]
-    grad = np.broadcast_to(ramp[None, :, :], (h, w, 3)) if len(t) == w else np.broadcast_to(ramp[:, None, :], (h, w, 3))
+    grad = (np.broadcast_to(ramp[None, :, :], (h, w, 3)) if len(t) == w
+            else np.broadcast_to(ramp[:, None, :], (h, w, 3)))
     noise = rng.normal(0.0, 10.0, size=(h, w, 3))
     return np.clip(grad + noise, 0, 255).astype(np.uint8)
 
@@ -127,13 +130,16 @@ def _draw_shape(mask: np.ndarray, kind: str, cx: int, cy: int, size: int, rng: n
     if kind == "square":
         angle = rng.uniform(-0.3, 0.3)
         corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
-        pts = [(r * 0.8 * (x * np.cos(angle) - y * np.sin(angle)), r * 0.8 * (x * np.sin(angle) + y * np.cos(angle))) for x, y in corners]
+        pts = [(r * 0.8 * (x * np.cos(angle) - y * np.sin(angle)),
+                r * 0.8 * (x * np.sin(angle) + y * np.cos(angle))) for x, y in corners]
     elif kind == "triangle":
         angle = rng.uniform(-0.4, 0.4)
-        pts = [(r * np.sin(angle + k * 2 * np.pi / 3), -r * np.cos(angle + k * 2 * np.pi / 3)) for k in range(3)]
+        pts = [(r * np.sin(angle + k * 2 * np.pi / 3), -r * np.cos(angle + k * 2 * np.pi / 3))
+               for k in range(3)]
     else:  # star: ten points alternating outer and inner radius
         angle = rng.uniform(0, 2 * np.pi / 5)
-        pts = [((r if k % 2 == 0 else r * 0.42) * np.sin(angle + k * np.pi / 5), -(r if k % 2 == 0 else r * 0.42) * np.cos(angle + k * np.pi / 5)) for k in range(10)]
+        pts = [((r if k % 2 == 0 else r * 0.42) * np.sin(angle + k * np.pi / 5),
+                -(r if k % 2 == 0 else r * 0.42) * np.cos(angle + k * np.pi / 5)) for k in range(10)]
     poly = np.array([[cx + x, cy + y] for x, y in pts], np.int32)
     cv2.fillPoly(mask, [poly], 255)
 
@@ -166,12 +172,14 @@ def _cover(a: np.ndarray, b: np.ndarray) -> float:
 
 def _voc_xml(name: str, w: int, h: int, boxes: list[np.ndarray], labels: list[int]) -> str:
     objects = "".join(
-        f"  <object>\n    <name>{escape(SHAPES_CLASSES[label])}</name>\n    <difficult>0</difficult>\n    <bndbox>\n"
+        f"  <object>\n    <name>{escape(SHAPES_CLASSES[label])}</name>\n"
+        "    <difficult>0</difficult>\n    <bndbox>\n"
         f"      <xmin>{int(b[0]) + 1}</xmin>\n      <ymin>{int(b[1]) + 1}</ymin>\n"
         f"      <xmax>{int(b[2])}</xmax>\n      <ymax>{int(b[3])}</ymax>\n    </bndbox>\n  </object>\n"
         for b, label in zip(boxes, labels)
     )
     return (
         f"<annotation>\n  <folder>JPEGImages</folder>\n  <filename>{name}.jpg</filename>\n"
-        f"  <size>\n    <width>{w}</width>\n    <height>{h}</height>\n    <depth>3</depth>\n  </size>\n{objects}</annotation>\n"
+        f"  <size>\n    <width>{w}</width>\n    <height>{h}</height>\n    <depth>3</depth>\n  </size>\n"
+        f"{objects}</annotation>\n"
     )

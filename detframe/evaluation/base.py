@@ -53,7 +53,8 @@ class PredictionBuffer:
     def gathered(self) -> tuple[np.ndarray, Predictions]:
         """(processed image ids, predictions) of all ranks; see `dist.gather_predictions`."""
         if self.dropped:
-            log.warning("%d detections with NaN or infinite boxes or scores were dropped before evaluation", self.dropped)
+            log.warning("%d detections with NaN or infinite boxes or scores were dropped before evaluation",
+                        self.dropped)
         return gather_predictions(np.asarray(self._image_ids, np.int64), Predictions.concat(self._parts))
 
 
@@ -102,6 +103,8 @@ class DetectionEvaluator:
         """Per-class results of the last evaluation, or None."""
         return None
 
-    def write_report(self, out_dir: Path, writer: Any = None, step: int = 0, plots: bool = True) -> list[Path]:
-        """Write this evaluator's files under `out_dir` (and TensorBoard data to `writer`); return the files."""
+    def write_report(self, out_dir: Path, writer: Any = None, step: int = 0,
+                     plots: bool = True) -> list[Path]:
+        """Write this evaluator's files under `out_dir` (and TensorBoard data to `writer`); return the
+        files."""
         return []

@@ -34,7 +34,8 @@ from .report import Table, atomic_write_json, atomic_write_text
 def build_evaluator(cfg: Mapping | DictConfig, dataset: Any) -> EvaluatorGroup:
     """The evaluators of an `evaluator` config section (see the module docstring) on `dataset`."""
     if cfg is None or len(cfg) == 0:
-        raise ConfigError("evaluator: no evaluator configured; choose one, e.g. evaluator=coco or evaluator=[coco,voc07]")
+        raise ConfigError("evaluator: no evaluator configured; choose one, e.g. evaluator=coco or "
+                          "evaluator=[coco,voc07]")
     if "type" in cfg:
         evaluator = EVALUATORS.build(cfg, dataset=dataset)
         return EvaluatorGroup({str(getattr(evaluator, "prefix", "eval")): evaluator})
@@ -43,8 +44,8 @@ def build_evaluator(cfg: Mapping | DictConfig, dataset: Any) -> EvaluatorGroup:
         if node is None:
             continue
         if not isinstance(node, (Mapping, DictConfig)) or "type" not in node:
-            raise ConfigError(f"evaluator.{name}: expected an evaluator node with a 'type' key, got {node!r}. "
-                              f"Known evaluator types: {', '.join(EVALUATORS.keys())}")
+            raise ConfigError(f"evaluator.{name}: expected an evaluator node with a 'type' key, "
+                              f"got {node!r}. Known evaluator types: {', '.join(EVALUATORS.keys())}")
         try:
             target = EVALUATORS.get(node["type"])
         except ConfigError as e:
@@ -78,7 +79,8 @@ class EvaluatorGroup:
         for e in self:
             if isinstance(e, DetectionEvaluator):
                 return e.gt
-        raise ConfigError("evaluator: none of the configured evaluators is a detframe evaluator (no ground truth)")
+        raise ConfigError("evaluator: none of the configured evaluators is a detframe evaluator "
+                          "(no ground truth)")
 
     def __iter__(self):
         return iter(self.evaluators.values())
@@ -133,8 +135,8 @@ class EvaluatorGroup:
             values = e.evaluate(predictions) if isinstance(e, DetectionEvaluator) else e.compute()
             clash = sorted(set(values) & set(metrics))
             if clash:
-                raise ConfigError(f"evaluator.{name}: metric names {clash} are already produced by another evaluator; "
-                                  f"give it another name or prefix")
+                raise ConfigError(f"evaluator.{name}: metric names {clash} are already produced by another "
+                                  f"evaluator; give it another name or prefix")
             metrics.update(values)
         self.metrics = metrics
         return metrics
@@ -158,8 +160,8 @@ class EvaluatorGroup:
                 parts.append(e.summary)
         return "\n\n".join(parts)
 
-    def write_reports(self, out_dir: Path, info: dict[str, Any] | None = None, writer: Any = None, step: int = 0,
-                      plots: bool = True) -> list[Path]:
+    def write_reports(self, out_dir: Path, info: dict[str, Any] | None = None, writer: Any = None,
+                      step: int = 0, plots: bool = True) -> list[Path]:
         """metrics.json, report.md (all tables) and every evaluator's own files under `out_dir`."""
         out_dir = Path(out_dir)
         metrics = {k: (None if v != v else v) for k, v in self.metrics.items()}  # NaN -> null (valid JSON)

@@ -52,11 +52,13 @@ class _Matches:
     num_pos: np.ndarray  # int64 [K, A] non-ignored ground truth
 
 
-def coco_evaluate(gt: GroundTruth, preds: Predictions, max_dets: tuple[int, ...] = (1, 10, 100)) -> CocoEvalResult:
+def coco_evaluate(gt: GroundTruth, preds: Predictions,
+                  max_dets: tuple[int, ...] = (1, 10, 100)) -> CocoEvalResult:
     """COCOeval(iouType="bbox") evaluate() + accumulate() on `preds` against `gt`."""
     max_dets = tuple(sorted(max_dets))
     m = _evaluate(gt, preds, max_dets[-1])
-    precision, recall, ranked = _accumulate(m.category, m.rank, m.score, m.matched, m.ignore, m.num_pos, max_dets)
+    precision, recall, ranked = _accumulate(m.category, m.rank, m.score, m.matched, m.ignore, m.num_pos,
+                                            max_dets)
     return CocoEvalResult(precision, recall, max_dets, gt.category_ids, ranked)
 
 
@@ -244,7 +246,8 @@ def _accumulate(det_cat, rank, score, matched, ignore, num_pos, max_dets):
     return precision, recall, ranked
 
 
-def _precision_at_recalls(tp: np.ndarray, counted: np.ndarray, num_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _precision_at_recalls(tp: np.ndarray, counted: np.ndarray,
+                          num_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Interpolated precision at the 101 recall thresholds, for many rows at once.
 
     accumulate computes, along the ranked detections, pr = tp / (fp + tp + eps), its monotone envelope
@@ -281,7 +284,8 @@ def _precision_at_recalls(tp: np.ndarray, counted: np.ndarray, num_pos: np.ndarr
     reached = need <= found[:, None]
     q = np.zeros((rows, len(RECALL_THRESHOLDS)))
     if envelope.shape[1]:
-        q = np.where(reached, np.take_along_axis(envelope, np.minimum(need, envelope.shape[1]) - 1, axis=1), 0.0)
+        q = np.where(reached, np.take_along_axis(envelope, np.minimum(need, envelope.shape[1]) - 1, axis=1),
+                     0.0)
     return q, found / num_pos
 
 
@@ -319,5 +323,6 @@ def summary_text(stats: dict[str, float], max_dets: tuple[int, ...] = (1, 10, 10
     for name, ap, iou, area, m in _SUMMARY:
         iou_text = "0.50:0.95" if iou is None else f"{iou:0.2f}"
         title, kind = ("Average Precision", "(AP)") if ap else ("Average Recall", "(AR)")
-        lines.append(f" {title:<18} {kind} @[ IoU={iou_text:<9} | area={area:>6s} | maxDets={max_dets[m]:>3d} ] = {stats[name]:0.3f}")
+        lines.append(f" {title:<18} {kind} @[ IoU={iou_text:<9} | area={area:>6s} | "
+                     f"maxDets={max_dets[m]:>3d} ] = {stats[name]:0.3f}")
     return "\n".join(lines)

@@ -21,11 +21,25 @@ import numpy as np
 from ..errors import ConfigError, UserError
 from ..registry import EVALUATORS
 from .base import DetectionEvaluator
-from .coco_eval import (AREA_LABELS, COCO_METRICS, RECALL_THRESHOLDS, CocoEvalResult, coco_evaluate, summarize,
-                        summary_text)
+from .coco_eval import (
+    AREA_LABELS,
+    COCO_METRICS,
+    RECALL_THRESHOLDS,
+    CocoEvalResult,
+    coco_evaluate,
+    summarize,
+    summary_text,
+)
 from .ground_truth import GroundTruth
 from .predictions import Predictions, to_coco_results
-from .report import RankedDetections, Table, add_pr_curves, atomic_save_figure, atomic_write_json, atomic_write_text
+from .report import (
+    RankedDetections,
+    Table,
+    add_pr_curves,
+    atomic_save_figure,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +66,8 @@ class CocoEvaluator(DetectionEvaluator):
         if backend not in BACKENDS:
             from ..errors import did_you_mean
 
-            raise ConfigError(f"evaluator.{prefix}.backend: unknown COCO backend '{backend}'.{did_you_mean(backend, BACKENDS)} "
-                              f"Known: {', '.join(BACKENDS)}")
+            raise ConfigError(f"evaluator.{prefix}.backend: unknown COCO backend "
+                              f"'{backend}'.{did_you_mean(backend, BACKENDS)} Known: {', '.join(BACKENDS)}")
         if backend == "faster_coco_eval":
             backend = _checked_faster_backend()
         self.backend = backend
@@ -64,16 +78,19 @@ class CocoEvaluator(DetectionEvaluator):
         self.summary = ""
 
     def _evaluate(self, predictions: Predictions) -> dict[str, float]:
-        if self.backend == "detframe" or len(predictions) == 0:  # pycocotools cannot load an empty result list
+        # pycocotools cannot load an empty result list
+        if self.backend == "detframe" or len(predictions) == 0:
             self.result = coco_evaluate(self.gt, predictions, self.max_dets)
         else:
             self.result = reference_evaluate(self._gt_dict, predictions, self.max_dets, self.backend)
         stats = summarize(self.result)
         if self.cross_check:
-            reference = summarize(reference_evaluate(self._gt_dict, predictions, self.max_dets, "pycocotools"))
+            reference = summarize(reference_evaluate(self._gt_dict, predictions, self.max_dets,
+                                                     "pycocotools"))
             diff = max(abs(stats[k] - reference[k]) for k in COCO_METRICS)
             if diff > (0.0 if self.backend == "detframe" else AGREEMENT_TOLERANCE):
-                raise UserError(f"{self.prefix}: the {self.backend} backend differs from pycocotools by {diff:.3g}")
+                raise UserError(f"{self.prefix}: the {self.backend} backend differs from pycocotools "
+                                f"by {diff:.3g}")
             log.info("%s: cross-check passed, the 12 numbers equal pycocotools'", self.prefix)
         self.summary = summary_text(stats, self.max_dets)
         if len(predictions) == 0:
@@ -89,10 +106,12 @@ class CocoEvaluator(DetectionEvaluator):
         rows = []
         for k, name in enumerate(self.gt.category_names):
             s = summarize(self.result, category=k)
-            rows.append([name, int(num_pos[k]), s["AP"], s["AP50"], s["AP75"], s["APs"], s["APm"], s["APl"], s["AR100"]])
+            rows.append([name, int(num_pos[k]), s["AP"], s["AP50"], s["AP75"], s["APs"], s["APm"], s["APl"],
+                         s["AR100"]])
         return Table(f"{self.prefix}: per-class COCO AP ({self.backend})",
                      ["class", "gts", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"], rows,
-                     note="n/a: no ground truth of that class (and size); such classes do not count in the means")
+                     note="n/a: no ground truth of that class (and size); "
+                          "such classes do not count in the means")
 
     def pr_curves(self, iou: float = 0.5) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per class, the 101-point interpolated precision at IoU `iou`, all sizes, max_dets[-1]: the
@@ -109,8 +128,9 @@ class CocoEvaluator(DetectionEvaluator):
         """Per class, the detections by score with their outcome at IoU 0.5 (for TensorBoard's curves)."""
         return ranked_at_iou50(self.gt, self.result, self.predictions)
 
-    def write_report(self, out_dir: Path, writer: Any = None, step: int = 0, plots: bool = True) -> list[Path]:
-        from ..vis import pr_grid_figure, pr_curves_figure
+    def write_report(self, out_dir: Path, writer: Any = None, step: int = 0,
+                     plots: bool = True) -> list[Path]:
+        from ..vis import pr_curves_figure, pr_grid_figure
 
         table = self.class_table()
         if table is None:
@@ -124,15 +144,19 @@ class CocoEvaluator(DetectionEvaluator):
             curves = self.pr_curves(0.5)
             ap50 = {r[0]: r[3] for r in table.rows}
             mean = (RECALL_THRESHOLDS, np.mean([p for _, p in curves.values()], axis=0)) if curves else None
-            fig = pr_curves_figure(curves, ap50, f"{self.prefix}: precision-recall at IoU=0.50", mean, ap_name="AP50")
+            fig = pr_curves_figure(curves, ap50, f"{self.prefix}: precision-recall at IoU=0.50", mean,
+                                   ap_name="AP50")
             files.append(atomic_save_figure(fig, out_dir / f"{self.prefix}_pr_curves.png"))
             fig = pr_grid_figure(curves, ap50, f"{self.prefix}: IoU=0.50", ap_name="AP50")
-            files.append(atomic_save_figure(fig, out_dir / f"{self.prefix}_pr_per_class.png", dpi=90, tight=False))
+            files.append(atomic_save_figure(fig, out_dir / f"{self.prefix}_pr_per_class.png", dpi=90,
+                                            tight=False))
         return files
 
 
-def reference_evaluate(gt_dict: dict, predictions: Predictions, max_dets: tuple[int, ...], backend: str) -> CocoEvalResult:
-    """COCOeval of pycocotools or faster_coco_eval on the same input; returns its precision/recall arrays."""
+def reference_evaluate(gt_dict: dict, predictions: Predictions, max_dets: tuple[int, ...],
+                       backend: str) -> CocoEvalResult:
+    """COCOeval of pycocotools or faster_coco_eval on the same input; returns its precision/recall
+    arrays."""
     if backend == "pycocotools":
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -149,7 +173,8 @@ def reference_evaluate(gt_dict: dict, predictions: Predictions, max_dets: tuple[
         coco_eval.evaluate()
         coco_eval.accumulate()
     cat_ids = np.asarray(sorted(coco_gt.getCatIds()), np.int64)
-    return CocoEvalResult(np.asarray(coco_eval.eval["precision"]), np.asarray(coco_eval.eval["recall"]), tuple(max_dets), cat_ids)
+    return CocoEvalResult(np.asarray(coco_eval.eval["precision"]), np.asarray(coco_eval.eval["recall"]),
+                          tuple(max_dets), cat_ids)
 
 
 def _checked_faster_backend() -> str:
@@ -164,7 +189,8 @@ def _checked_faster_backend() -> str:
         _agreement["faster_coco_eval"] = agreement("faster_coco_eval")
     diff = _agreement["faster_coco_eval"]
     if diff > AGREEMENT_TOLERANCE:
-        log.warning("faster_coco_eval differs from pycocotools by %.3g on the self-check; using pycocotools", diff)
+        log.warning("faster_coco_eval differs from pycocotools by %.3g on the self-check; using pycocotools",
+                    diff)
         return "pycocotools"
     return "faster_coco_eval"
 
@@ -192,7 +218,8 @@ def ranked_at_iou50(gt: GroundTruth, result: CocoEvalResult, preds: Predictions)
         ranked = coco_evaluate(gt, preds, result.max_dets).ranked_iou50
     cat_index, score, tp, fp = ranked
     num_pos = _positives_per_category(gt)
-    return [RankedDetections(name, score[cat_index == k], tp[cat_index == k], fp[cat_index == k], int(num_pos[k]))
+    return [RankedDetections(name, score[cat_index == k], tp[cat_index == k], fp[cat_index == k],
+                             int(num_pos[k]))
             for k, name in enumerate(gt.category_names)]
 
 

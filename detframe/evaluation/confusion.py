@@ -93,9 +93,11 @@ class ConfusionMatrix(DetectionEvaluator):
             rows.append([name, int(m[k, :].sum()), int(m[k, k]), other_class, int(m[k, -1]), int(m[-1, k])])
         return Table(f"{self.prefix}: score >= {self.score_threshold:g}, IoU >= {self.iou_threshold:g}",
                      ["class", "objects", "found", "as other class", "missed", "false detections"], rows,
-                     note="objects = found + as other class + missed; false detections: predicted as this class, no object")
+                     note="objects = found + as other class + missed; "
+                          "false detections: predicted as this class, no object")
 
-    def write_report(self, out_dir: Path, writer: Any = None, step: int = 0, plots: bool = True) -> list[Path]:
+    def write_report(self, out_dir: Path, writer: Any = None, step: int = 0,
+                     plots: bool = True) -> list[Path]:
         from ..vis import confusion_matrix_figure, figure_to_array
 
         if self.matrix is None:
@@ -108,10 +110,12 @@ class ConfusionMatrix(DetectionEvaluator):
         if plots or writer is not None:
             title = f"confusion matrix (score >= {self.score_threshold:g}, IoU >= {self.iou_threshold:g})"
             counts = confusion_matrix_figure(self.matrix, names, title, normalize=False)
-            normalized = confusion_matrix_figure(self.matrix, names, title + ", per true class", normalize=True)
+            normalized = confusion_matrix_figure(self.matrix, names, title + ", per true class",
+                                                 normalize=True)
             if plots:
                 files.append(atomic_save_figure(counts, out_dir / f"{self.prefix}_matrix.png"))
                 files.append(atomic_save_figure(normalized, out_dir / f"{self.prefix}_matrix_normalized.png"))
             if writer is not None:
-                writer.add_image(f"{self.prefix}/matrix", figure_to_array(normalized), step, dataformats="HWC")
+                writer.add_image(f"{self.prefix}/matrix", figure_to_array(normalized), step,
+                                 dataformats="HWC")
         return files

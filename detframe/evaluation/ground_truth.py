@@ -54,7 +54,8 @@ class GroundTruth:
             image_id=np.array([int(a["image_id"]) for a in anns], np.int64),
             category_id=np.array([int(a["category_id"]) for a in anns], np.int64),
             bbox=np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4),
-            area=np.array([a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns], np.float64),
+            area=np.array([a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns],
+                          np.float64),
             iscrowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
         )
         keep = np.isin(gt.image_id, image_ids) & np.isin(gt.category_id, category_ids)
@@ -64,7 +65,8 @@ class GroundTruth:
     def from_dataset(cls, dataset: Any) -> GroundTruth:
         """From any dataset with `to_coco()` (detframe.data.DetectionDataset and subclasses)."""
         if not hasattr(dataset, "to_coco"):
-            raise DatasetError(f"{type(dataset).__name__} has no to_coco(): evaluators need the ground truth in COCO form")
+            raise DatasetError(f"{type(dataset).__name__} has no to_coco(): evaluators need the ground truth "
+                               "in COCO form")
         return cls.from_coco(dataset.to_coco())
 
     def select(self, keep: np.ndarray) -> GroundTruth:

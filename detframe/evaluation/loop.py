@@ -9,7 +9,8 @@ from torch import nn
 
 
 @torch.no_grad()
-def run_evaluation(model: nn.Module, loader: Iterable, evaluator: Any, device: torch.device) -> dict[str, float]:
+def run_evaluation(model: nn.Module, loader: Iterable, evaluator: Any,
+                   device: torch.device) -> dict[str, float]:
     """Predict every batch of `loader` into `evaluator` and return `evaluator.compute()`. Leaves the model
     in eval mode.
 

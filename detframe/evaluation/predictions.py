@@ -42,7 +42,8 @@ class Predictions:
     def concat(cls, parts: Sequence[Predictions]) -> Predictions:
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("image_id", "category_id", "bbox", "score")))
+        return cls(*(np.concatenate([getattr(p, k) for p in parts])
+                     for k in ("image_id", "category_id", "bbox", "score")))
 
     def __len__(self) -> int:
         return len(self.score)
@@ -70,7 +71,8 @@ def from_detections(image_id: int, boxes: np.ndarray, scores: np.ndarray, labels
     boxes = boxes.astype(np.float64).reshape(-1, 4)
     # Computed in float64 from the float32 corners, exactly as pycocotools is fed by the reference scripts.
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    return Predictions(np.full(len(boxes), image_id, np.int64), category_ids[labels], xywh, scores.astype(np.float64))
+    return Predictions(np.full(len(boxes), image_id, np.int64), category_ids[labels], xywh,
+                       scores.astype(np.float64))
 
 
 def to_coco_results(preds: Predictions) -> list[dict[str, Any]]:
@@ -105,7 +107,8 @@ def load_results(path: str | Path, gt: GroundTruth) -> Predictions:
     if isinstance(entries, dict) and "annotations" in entries:
         entries = entries["annotations"]  # a COCO-style file with the detections as annotations
     if not isinstance(entries, list):
-        raise UserError(f"{path}: expected a JSON list of {{image_id, category_id, bbox, score}}, got {type(entries).__name__}")
+        raise UserError(f"{path}: expected a JSON list of {{image_id, category_id, bbox, score}}, "
+                        f"got {type(entries).__name__}")
     return parse_results(entries, gt, source=str(path))
 
 
@@ -133,14 +136,16 @@ def parse_results(entries: list[Any], gt: GroundTruth, source: str = "results") 
         cat = entry["category_id"]
         if isinstance(cat, bool) or not isinstance(cat, int) or cat not in known_cats:
             names = [f"{c} ({n})" for c, n in zip(gt.category_ids.tolist(), gt.category_names)]
-            raise UserError(f"{where}: category_id {cat!r} is not a category of the dataset; its categories: {choices_text(names)}")
+            raise UserError(f"{where}: category_id {cat!r} is not a category of the dataset; "
+                            f"its categories: {choices_text(names)}")
         box, s = entry["bbox"], entry["score"]
         if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
             raise UserError(f"{where}: bbox must be [x, y, width, height], four numbers")
         if not all(math.isfinite(v) for v in box) or not _is_number(s) or not math.isfinite(s):
             raise UserError(f"{where}: bbox and score must be finite numbers (found NaN or infinity)")
         if box[2] < 0 or box[3] < 0:
-            raise UserError(f"{where}: negative width or height; bbox is [x, y, width, height], not [x1, y1, x2, y2]")
+            raise UserError(f"{where}: negative width or height; bbox is [x, y, width, height], "
+                            "not [x1, y1, x2, y2]")
         image_id[i], category_id[i], bbox[i], score[i] = img, cat, box, s
     return Predictions(image_id, category_id, bbox, score)
 

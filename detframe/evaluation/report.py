@@ -33,7 +33,8 @@ class Table:
         widths = [max([len(c)] + [len(r[j]) for r in cells]) for j, c in enumerate(self.columns)]
 
         def line(values: list[str]) -> str:
-            return "  ".join(v.ljust(w) if j == 0 else v.rjust(w) for j, (v, w) in enumerate(zip(values, widths)))
+            return "  ".join(v.ljust(w) if j == 0 else v.rjust(w)
+                             for j, (v, w) in enumerate(zip(values, widths)))
 
         out = [self.title, line(self.columns), line(["-" * w for w in widths]), *(line(r) for r in cells)]
         return "\n".join(out + ([self.note] if self.note else []))
@@ -99,7 +100,8 @@ def add_pr_curves(writer: Any, tag: str, ranked: list[RankedDetections], step: i
     """One TensorBoard PR curve per class (classes without ground truth are skipped)."""
     for r in ranked:
         if r.num_pos > 0:
-            writer.add_pr_curve_raw(f"{tag}/{r.name}", **r.counts_at_thresholds(), global_step=step, num_thresholds=101)
+            writer.add_pr_curve_raw(f"{tag}/{r.name}", **r.counts_at_thresholds(), global_step=step,
+                                    num_thresholds=101)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -113,7 +115,8 @@ def atomic_write_json(path: Path, data: Any) -> Path:
 
 def atomic_save_figure(figure: Any, path: Path, dpi: int = 110, tight: bool = True) -> Path:
     """Save a matplotlib Figure as PNG atomically (`tight`: crop to the drawn content, one more draw)."""
-    return _atomic(path, lambda f: figure.savefig(f, format="png", dpi=dpi, bbox_inches="tight" if tight else None))
+    return _atomic(path, lambda f: figure.savefig(f, format="png", dpi=dpi,
+                                                  bbox_inches="tight" if tight else None))
 
 
 def _atomic(path: Path, write) -> Path:

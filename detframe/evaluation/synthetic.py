@@ -40,7 +40,8 @@ def synthetic_case(num_images: int = 40, num_classes: int = 5, gt_per_image: flo
     gt_box = _random_boxes(rng, sizes[gt_img], quantize)
     gt_cat = rng.choice(used_cats, len(gt_img)) if len(used_cats) else np.zeros(0, np.int64)
     crowd = rng.random(len(gt_img)) < crowd_fraction
-    area = gt_box[:, 2] * gt_box[:, 3] * rng.uniform(0.6, 1.0, len(gt_img))  # a mask's area is below its box's
+    # a mask's area is below its box's
+    area = gt_box[:, 2] * gt_box[:, 3] * rng.uniform(0.6, 1.0, len(gt_img))
 
     copies = rng.choice([0, 1, 1, 1, 2], len(gt_img))
     src = np.repeat(np.arange(len(gt_img)), copies)
@@ -53,7 +54,8 @@ def synthetic_case(num_images: int = 40, num_classes: int = 5, gt_per_image: flo
 
     per_image = np.bincount(tp_img, minlength=num_images)
     extra = np.maximum(dets_per_image - per_image, 0) * (rng.random(num_images) > 0.05)
-    tp_keep = np.isin(tp_img, np.flatnonzero(extra > 0) if dets_per_image else [])  # some images: no detections
+    # some images: no detections
+    tp_keep = np.isin(tp_img, np.flatnonzero(extra > 0) if dets_per_image else [])
     tp_keep |= per_image[tp_img] >= dets_per_image
     fp_img = np.repeat(np.arange(num_images), extra)
     det_img = np.concatenate([tp_img[tp_keep], fp_img])
@@ -67,8 +69,8 @@ def synthetic_case(num_images: int = 40, num_classes: int = 5, gt_per_image: flo
     images = [{"id": int(i), "width": int(w), "height": int(h), "file_name": f"{i:012d}.jpg"}
               for i, (w, h) in zip(image_ids, sizes)]
     annotations = [
-        {"id": n + 1, "image_id": int(image_ids[i]), "category_id": int(c), "bbox": b.tolist(), "area": float(a),
-         "iscrowd": int(z)}
+        {"id": n + 1, "image_id": int(image_ids[i]), "category_id": int(c), "bbox": b.tolist(),
+         "area": float(a), "iscrowd": int(z)}
         for n, (i, c, b, a, z) in enumerate(zip(gt_img, gt_cat, gt_box, area, crowd))
     ]
     categories = [{"id": int(c), "name": f"class_{c}"} for c in cat_ids]

@@ -34,7 +34,14 @@ from .base import DetectionEvaluator
 from .coco_eval import group_pairs, rank_order
 from .ground_truth import GroundTruth
 from .predictions import Predictions
-from .report import RankedDetections, Table, add_pr_curves, atomic_save_figure, atomic_write_json, atomic_write_text
+from .report import (
+    RankedDetections,
+    Table,
+    add_pr_curves,
+    atomic_save_figure,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 METRICS = ("voc07", "voc12")
 VOC07_RECALLS = np.arange(0.0, 1.1, 0.1)
@@ -57,7 +64,8 @@ class VocResult:
         return float(np.mean(valid)) if len(valid) else float("nan")
 
 
-def voc_evaluate(gt: GroundTruth, preds: Predictions, iou_threshold: float = 0.5, metric: str = "voc07") -> VocResult:
+def voc_evaluate(gt: GroundTruth, preds: Predictions, iou_threshold: float = 0.5,
+                 metric: str = "voc07") -> VocResult:
     """VOC AP of every category of `gt`.
 
     Args:
@@ -77,11 +85,13 @@ def voc_evaluate(gt: GroundTruth, preds: Predictions, iou_threshold: float = 0.5
     gt_order = np.argsort(gt_group, kind="stable")
     gt_box, gt_difficult = gt.boxes_xyxy[gt_order], gt.iscrowd[gt_order]
     # A detection's best box does not depend on the ranking: find it in input order, rank afterwards.
-    best_iou, best_gt = _best_overlap(det_cat * num_images + det_img, preds.boxes_xyxy, gt_group[gt_order], gt_box)
+    best_iou, best_gt = _best_overlap(det_cat * num_images + det_img, preds.boxes_xyxy, gt_group[gt_order],
+                                      gt_box)
 
     # Rank within each class by score; ties by image order, then the order within the image. Detections
     # usually arrive in image order already; if not, a stable sort by image first.
-    by_image = np.arange(len(det_img)) if np.all(det_img[1:] >= det_img[:-1]) else np.argsort(det_img, kind="stable")
+    by_image = (np.arange(len(det_img)) if np.all(det_img[1:] >= det_img[:-1])
+                else np.argsort(det_img, kind="stable"))
     order = by_image[rank_order(det_cat[by_image], preds.score[by_image])]
     det_cat, score, best_iou, best_gt = det_cat[order], preds.score[order], best_iou[order], best_gt[order]
 
@@ -129,7 +139,8 @@ def _best_overlap(det_group: np.ndarray, det_box: np.ndarray, gt_group: np.ndarr
     seg_max = np.maximum.reduceat(iou, starts)
     owner = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(iou)]))
     maxima = np.flatnonzero(iou == seg_max[owner])
-    first = maxima[np.r_[True, owner[maxima][1:] != owner[maxima][:-1]]]  # the first maximum of each detection
+    # the first maximum of each detection
+    first = maxima[np.r_[True, owner[maxima][1:] != owner[maxima][:-1]]]
     dets = det_index[starts]
     best_iou[dets] = seg_max
     best_gt[det_index[first]] = gt_index[first]
@@ -143,7 +154,8 @@ def voc_ap(rec: np.ndarray, prec: np.ndarray, metric: str) -> float:
         envelope = np.maximum.accumulate(prec[::-1])[::-1] if len(prec) else prec
         index = np.searchsorted(rec, VOC07_RECALLS, side="left")
         ap = 0.0
-        for p in np.where(index < len(rec), envelope[np.minimum(index, len(rec) - 1)] if len(rec) else 0.0, 0.0):
+        for p in np.where(index < len(rec), envelope[np.minimum(index, len(rec) - 1)] if len(rec) else 0.0,
+                          0.0):
             ap = ap + p / 11.0  # summed in the reference's order, so the float result is the same
         return float(ap)
     mrec = np.concatenate(([0.0], rec, [1.0]))
@@ -164,12 +176,15 @@ class VOCEvaluator(DetectionEvaluator):
         iou_threshold: minimum IoU of a match (0.5 in VOC).
     """
 
-    def __init__(self, dataset: Any, prefix: str = "voc07", metric: str = "voc07", iou_threshold: float = 0.5) -> None:
+    def __init__(self, dataset: Any, prefix: str = "voc07", metric: str = "voc07",
+                 iou_threshold: float = 0.5) -> None:
         super().__init__(dataset, prefix)
         if metric not in METRICS:
-            raise ConfigError(f"evaluator.{prefix}.metric: expected one of {', '.join(METRICS)}, got '{metric}'")
+            raise ConfigError(f"evaluator.{prefix}.metric: expected one of {', '.join(METRICS)}, "
+                              f"got '{metric}'")
         if not 0.0 <= iou_threshold <= 1.0:
-            raise ConfigError(f"evaluator.{prefix}.iou_threshold: expected a value in [0, 1], got {iou_threshold}")
+            raise ConfigError(f"evaluator.{prefix}.iou_threshold: expected a value in [0, 1], "
+                              f"got {iou_threshold}")
         self.metric, self.iou_threshold = metric, float(iou_threshold)
         self.result: VocResult | None = None
 
@@ -191,11 +206,13 @@ class VOCEvaluator(DetectionEvaluator):
 
     def ranked_detections(self) -> list[RankedDetections]:
         cat, score, tp, fp = self.result.ranked
-        return [RankedDetections(name, score[cat == k], tp[cat == k], fp[cat == k], int(self.result.num_pos[k]))
+        return [RankedDetections(name, score[cat == k], tp[cat == k], fp[cat == k],
+                                 int(self.result.num_pos[k]))
                 for k, name in enumerate(self.gt.category_names)]
 
-    def write_report(self, out_dir: Path, writer: Any = None, step: int = 0, plots: bool = True) -> list[Path]:
-        from ..vis import pr_grid_figure, pr_curves_figure
+    def write_report(self, out_dir: Path, writer: Any = None, step: int = 0,
+                     plots: bool = True) -> list[Path]:
+        from ..vis import pr_curves_figure, pr_grid_figure
 
         table = self.class_table()
         if table is None:
@@ -209,7 +226,9 @@ class VOCEvaluator(DetectionEvaluator):
             curves = {r.name: r.curve() for r in ranked if r.num_pos > 0}
             ap = {name: float(self.result.ap[k]) for k, name in enumerate(self.gt.category_names)}
             title = f"{self.prefix}: precision-recall at IoU={self.iou_threshold:g}"
-            files.append(atomic_save_figure(pr_curves_figure(curves, ap, title), out_dir / f"{self.prefix}_pr_curves.png"))
+            files.append(atomic_save_figure(pr_curves_figure(curves, ap, title),
+                                            out_dir / f"{self.prefix}_pr_curves.png"))
             fig = pr_grid_figure(curves, ap, title)
-            files.append(atomic_save_figure(fig, out_dir / f"{self.prefix}_pr_per_class.png", dpi=90, tight=False))
+            files.append(atomic_save_figure(fig, out_dir / f"{self.prefix}_pr_per_class.png", dpi=90,
+                                            tight=False))
         return files

@@ -10,12 +10,14 @@ def clip_boxes(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     """Clip xyxy boxes to an image of `size` = (h, w)."""
     h, w = size
     return torch.stack(
-        (boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h), boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)),
+        (boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h),
+         boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)),
         dim=-1,
     )
 
 
-def undo_resize(boxes: Tensor, scale: tuple[float, float], offset: tuple[float, float], orig_size: tuple[int, int]) -> Tensor:
+def undo_resize(boxes: Tensor, scale: tuple[float, float], offset: tuple[float, float],
+                orig_size: tuple[int, int]) -> Tensor:
     """Map boxes from the transformed image back to the original: orig = (x - offset) / scale, clipped."""
     sx, sy = scale
     ox, oy = offset

@@ -43,7 +43,8 @@ def draw_val_images(model: nn.Module, loader: Any, device: torch.device, count: 
         image = torch.from_numpy(sample.image).permute(2, 0, 1).contiguous()
         keep = (det.scores > score_threshold).nonzero().flatten()[:max_boxes]  # detections come best first
         boxes, scores, labels = det.boxes[keep].cpu(), det.scores[keep].cpu(), det.labels[keep].cpu()
-        image = _draw(image, torch.from_numpy(sample.boxes), [_name(names, int(c)) for c in sample.labels], GT_COLOR)
+        image = _draw(image, torch.from_numpy(sample.boxes), [_name(names, int(c)) for c in sample.labels],
+                      GT_COLOR)
         texts = [f"{_name(names, int(c))} {s:.2f}" for c, s in zip(labels, scores)]
         images.append(_draw(image, boxes, texts, PRED_COLOR))
     return images
@@ -64,7 +65,8 @@ def class_colours(num_classes: int) -> list[tuple[int, int, int]]:
     """Distinct, saturated colours (golden-ratio hue steps)."""
     import colorsys
 
-    return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.9, 1.0)) for i in range(num_classes)]
+    return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.9, 1.0))
+            for i in range(num_classes)]
 
 
 def draw_sample(sample, class_names: Sequence[str]) -> np.ndarray:
@@ -78,8 +80,9 @@ def draw_sample(sample, class_names: Sequence[str]) -> np.ndarray:
     colours = [(160, 160, 160) if ig else palette[int(i)] for i, ig in zip(sample.labels, sample.ignore)]
     h, w = sample.image.shape[:2]
     image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
-    drawn = Image.fromarray(draw_bounding_boxes(image, torch.from_numpy(sample.boxes), colors=colours,
-                                                width=max(1, round(max(h, w) / 320))).permute(1, 2, 0).numpy())
+    drawn = Image.fromarray(
+        draw_bounding_boxes(image, torch.from_numpy(sample.boxes), colors=colours,
+                            width=max(1, round(max(h, w) / 320))).permute(1, 2, 0).numpy())
     # torchvision draws labels in PIL's 10 px bitmap font unless given a font file; a scaled one reads better.
     font = ImageFont.load_default(size=max(10, round(max(h, w) / 40)))
     draw = ImageDraw.Draw(drawn)
@@ -104,7 +107,8 @@ def grid(pictures: list[np.ndarray], tile: int = 320) -> np.ndarray:
     for k, picture in enumerate(pictures):
         h, w = picture.shape[:2]
         f = tile / max(h, w)
-        small = cv2.resize(picture, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(picture, (max(1, round(w * f)), max(1, round(h * f))),
+                           interpolation=cv2.INTER_AREA)
         r, c = divmod(k, cols)
         canvas[r * tile:r * tile + small.shape[0], c * tile:c * tile + small.shape[1]] = small
     return canvas

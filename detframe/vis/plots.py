@@ -30,7 +30,8 @@ def pr_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], ap: dict[
     legend = len(curves) <= MAX_LEGEND_CLASSES
     for name, (recall, precision) in curves.items():
         label = f"{name} {ap_name} {ap.get(name, float('nan')):.3f}" if legend else None
-        ax.plot(recall, precision, linewidth=1.2 if legend else 0.6, alpha=0.9 if legend else 0.5, label=label)
+        ax.plot(recall, precision, linewidth=1.2 if legend else 0.6, alpha=0.9 if legend else 0.5,
+                label=label)
     if mean_curve is not None:
         valid = [v for v in ap.values() if np.isfinite(v)]
         mean = float(np.mean(valid)) if valid else float("nan")
@@ -59,11 +60,12 @@ def pr_grid_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], ap: dict[st
     for i, (name, (recall, precision)) in enumerate(curves.items()):
         x0, y0 = (i % cols) * step_x, (rows - 1 - i // cols) * step_y
         ax.add_patch(Rectangle((x0, y0), 1, 1, fill=False, linewidth=0.6, edgecolor="0.5"))
-        ax.plot([x0, x0 + 1, np.nan, x0 + 0.5, x0 + 0.5], [y0 + 0.5, y0 + 0.5, np.nan, y0, y0 + 1], linewidth=0.3, color="0.85")
+        ax.plot([x0, x0 + 1, np.nan, x0 + 0.5, x0 + 0.5], [y0 + 0.5, y0 + 0.5, np.nan, y0, y0 + 1],
+                linewidth=0.3, color="0.85")
         ax.fill_between(x0 + recall, y0, y0 + precision, alpha=0.15, color="C0", linewidth=0)
         ax.plot(x0 + recall, y0 + precision, linewidth=1, color="C0")
-        ax.text(x0 + 0.5, y0 + 1.04, f"{name}  {ap_name} {ap.get(name, float('nan')):.3f}", ha="center", va="bottom",
-                fontsize=7, clip_on=False)
+        ax.text(x0 + 0.5, y0 + 1.04, f"{name}  {ap_name} {ap.get(name, float('nan')):.3f}", ha="center",
+                va="bottom", fontsize=7, clip_on=False)
     ax.set_xlim(-0.05, cols * step_x - 0.1)
     ax.set_ylim(-0.05, rows * step_y - 0.1)
     ax.axis("off")

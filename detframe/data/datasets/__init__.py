@@ -5,6 +5,6 @@ from .wrappers import ConcatDataset, RepeatDataset
 from .yolo import YOLODetection
 
 __all__ = [
-    "CocoDetection", "ConcatDataset", "DetectionDataset", "ImageRecord", "Problem", "RepeatDataset", "VOCDetection",
-    "VOC_CLASSES", "YOLODetection", "image_size", "read_image",
+    "CocoDetection", "ConcatDataset", "DetectionDataset", "ImageRecord", "Problem", "RepeatDataset",
+    "VOCDetection", "VOC_CLASSES", "YOLODetection", "image_size", "read_image",
 ]

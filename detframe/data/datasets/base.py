@@ -44,7 +44,8 @@ class Problem:
 
     file: str
     message: str
-    kind: str  # unknown_class | unreadable_annotation | missing_annotation | missing_image | unreadable_image | ...
+    # unknown_class | unreadable_annotation | missing_annotation | missing_image | unreadable_image | ...
+    kind: str
     image: Path | None = None  # the image whose record it spoils (dropped under on_error=skip)
     detail: str = ""  # e.g. the unknown class name
 
@@ -63,7 +64,8 @@ class Quirks:
         return ", ".join(f"{n} {what}" for what, n in self.counts.items())
 
 
-def sanitize_boxes(boxes: np.ndarray, width: int, height: int, quirks: Quirks | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sanitize_boxes(boxes: np.ndarray, width: int, height: int,
+                   quirks: Quirks | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Drop degenerate boxes (no area as written), clip the others to the image, drop those left
     with no area (entirely outside), and count each case in `quirks`.
 
@@ -113,7 +115,8 @@ class DetectionDataset(Dataset):
 
     # -- bad input ------------------------------------------------------------------------------
 
-    def problem(self, file: Any, message: str, kind: str, image: Path | None = None, detail: str = "") -> None:
+    def problem(self, file: Any, message: str, kind: str, image: Path | None = None,
+                detail: str = "") -> None:
         self.problems.append(Problem(str(file), message, kind, image, detail))
 
     def settle(self, problems: Sequence[Problem] | None = None) -> None:
@@ -129,18 +132,20 @@ class DetectionDataset(Dataset):
             return
         if self.on_error == "error":
             files = {p.file for p in problems}
-            more = (f" (and {len(problems) - 1} more problems in {len(files)} files: python tools/check_dataset.py lists "
-                    "them; data.on_error=skip drops the images concerned)") if len(problems) > 1 else ""
+            more = (f" (and {len(problems) - 1} more problems in {len(files)} files: python "
+                    "tools/check_dataset.py lists them; data.on_error=skip drops the images concerned)"
+                    if len(problems) > 1 else "")
             raise DatasetError(problems[0].message + more)
         bad = {p.image for p in problems if p.image is not None}
         for p in problems[:MAX_WARNINGS]:
             log.warning("skipped %s: %s", p.image or p.file, p.message)
         if len(problems) > MAX_WARNINGS:
-            log.warning("... and %d more problems (python tools/check_dataset.py lists them all)", len(problems) - MAX_WARNINGS)
+            log.warning("... and %d more problems (python tools/check_dataset.py lists them all)",
+                        len(problems) - MAX_WARNINGS)
         before = len(self.records)
         self.records = [r for r in self.records if r.path not in bad]
-        log.warning("%s: skipped %d of %d images for bad input (data.on_error=skip)", self.source or type(self).__name__,
-                    before - len(self.records), before)
+        log.warning("%s: skipped %d of %d images for bad input (data.on_error=skip)",
+                    self.source or type(self).__name__, before - len(self.records), before)
 
     # -- samples --------------------------------------------------------------------------------
 
@@ -194,7 +199,8 @@ class DetectionDataset(Dataset):
 
     def aspect_ratios(self) -> np.ndarray:
         """[len(self)] width / height of each image (for aspect-ratio grouping)."""
-        return np.array([self.record(i).width / max(self.record(i).height, 1) for i in range(len(self))], np.float32)
+        return np.array([self.record(i).width / max(self.record(i).height, 1) for i in range(len(self))],
+                        np.float32)
 
     # -- ground truth ---------------------------------------------------------------------------
 
@@ -206,7 +212,8 @@ class DetectionDataset(Dataset):
         """
         images, annotations = [], []
         for rec in self.records:
-            images.append({"id": rec.image_id, "width": rec.width, "height": rec.height, "file_name": rec.path.name})
+            images.append({"id": rec.image_id, "width": rec.width, "height": rec.height,
+                           "file_name": rec.path.name})
             for box, label, ignore in zip(rec.boxes, rec.labels, rec.ignore):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 annotations.append({
@@ -246,7 +253,8 @@ def image_size(path: Path) -> tuple[int, int]:
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
-def class_problem(dataset: DetectionDataset, file: Any, name: str, image: Path | None, did_you_mean_text: str) -> None:
+def class_problem(dataset: DetectionDataset, file: Any, name: str, image: Path | None,
+                  did_you_mean_text: str) -> None:
     """Record an object whose class is not in the config's class_names."""
     dataset.problem(
         file, f"{file}: object class '{name}' is not in the config's class_names.{did_you_mean_text} "

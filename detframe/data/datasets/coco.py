@@ -55,14 +55,16 @@ class CocoDetection(DetectionDataset):
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
                 self.coco = COCO(str(ann_path))
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise DatasetError(f"cannot read COCO annotation file {ann_path}: {type(e).__name__}: {e}") from None
+            raise DatasetError(f"cannot read COCO annotation file {ann_path}: "
+                               f"{type(e).__name__}: {e}") from None
         cats = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
         by_name = {c["name"]: c["id"] for c in cats}
         if class_names is None:
             class_names = [c["name"] for c in cats]
         unknown = [n for n in class_names if n not in by_name]
         if unknown:
-            raise DatasetError(f"{ann_path}: class_names {unknown} are not categories of this file. Its categories: {choices_text(by_name)}")
+            raise DatasetError(f"{ann_path}: class_names {unknown} are not categories of this file. "
+                               f"Its categories: {choices_text(by_name)}")
         super().__init__(class_names, transforms, on_error)
         self.source, self.ann_path, self.filter_empty = str(ann_path), ann_path, filter_empty
         self.category_ids = [by_name[n] for n in self.class_names]
@@ -80,18 +82,21 @@ class CocoDetection(DetectionDataset):
     def _check_unlisted(self) -> None:
         """Annotated categories missing from class_names: an error, or (skip) their images are dropped."""
         used = Counter(a["category_id"] for a in self.coco.dataset.get("annotations", []))
-        unlisted = sorted(self.names_by_id[c] for c in used if c in self.names_by_id and self.names_by_id[c] not in self.class_names)
+        unlisted = sorted(self.names_by_id[c] for c in used
+                          if c in self.names_by_id and self.names_by_id[c] not in self.class_names)
         if unlisted and self.on_error == "error":
             raise DatasetError(
-                f"{self.ann_path}: categories {unlisted} have annotations but are not in the config's class_names "
-                f"{self.class_names}; list them, use a file without them, or set data.on_error=skip to drop their images"
+                f"{self.ann_path}: categories {unlisted} have annotations but are not in the config's "
+                f"class_names {self.class_names}; list them, use a file without them, or set "
+                f"data.on_error=skip to drop their images"
             )
 
     def _check_ids(self) -> None:
         images = self.coco.dataset.get("images", [])
         dup = [i for i, n in Counter(im.get("id") for im in images).items() if n > 1]
         for image_id in dup:
-            self.problem(self.ann_path, f"{self.ann_path}: image id {image_id} appears {sum(im.get('id') == image_id for im in images)} "
+            self.problem(self.ann_path, f"{self.ann_path}: image id {image_id} appears "
+                         f"{sum(im.get('id') == image_id for im in images)} "
                          "times in 'images' (pycocotools keeps the last)", "duplicate_id",
                          self.img_dir / self.coco.imgs[image_id].get("file_name", ""))
 
@@ -99,23 +104,25 @@ class CocoDetection(DetectionDataset):
         info = self.coco.imgs[image_id]
         path = self.img_dir / info.get("file_name", "")
         if not info.get("file_name"):
-            self.problem(self.ann_path, f"{self.ann_path}: image id {image_id} has no file_name", "unreadable_annotation")
+            self.problem(self.ann_path, f"{self.ann_path}: image id {image_id} has no file_name",
+                         "unreadable_annotation")
             return None
         anns = self.coco.imgToAnns.get(image_id, [])
         for a in anns:
             name = self.names_by_id.get(a.get("category_id"))
             if name is None:
-                self.problem(self.ann_path, f"{self.ann_path}: annotation {a.get('id')} of {path.name} has category_id "
-                             f"{a.get('category_id')}, which is not in 'categories'", "unknown_class", path, str(a.get("category_id")))
+                self.problem(self.ann_path, f"{self.ann_path}: annotation {a.get('id')} of {path.name} has "
+                             f"category_id {a.get('category_id')}, which is not in 'categories'",
+                             "unknown_class", path, str(a.get("category_id")))
             elif a["category_id"] not in cat_to_label:
-                self.problem(self.ann_path, f"{self.ann_path}: {path.name} has a '{name}' box, which is not in the config's "
-                             f"class_names", "unknown_class", path, name)
+                self.problem(self.ann_path, f"{self.ann_path}: {path.name} has a '{name}' box, which is not "
+                             f"in the config's class_names", "unknown_class", path, name)
         anns = [a for a in anns if a.get("category_id") in cat_to_label]
         try:
             xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
         except (KeyError, ValueError, TypeError):
-            self.problem(self.ann_path, f"{self.ann_path}: an annotation of {path.name} has a missing or malformed bbox "
-                         "(expected [x, y, w, h])", "unreadable_annotation", path)
+            self.problem(self.ann_path, f"{self.ann_path}: an annotation of {path.name} has a missing or "
+                         "malformed bbox (expected [x, y, w, h])", "unreadable_annotation", path)
             return None
         width, height = int(info.get("width") or 0), int(info.get("height") or 0)
         if width <= 0 or height <= 0:
@@ -124,14 +131,16 @@ class CocoDetection(DetectionDataset):
                 self.quirks.add("images without width/height (read from the file)")
             except OSError as e:
                 kind = "missing_image" if not path.exists() else "unreadable_image"
-                self.problem(path, f"{self.ann_path}: {path.name} has no width/height and the file is unreadable: {e}", kind, path)
+                self.problem(path, f"{self.ann_path}: {path.name} has no width/height and the file is "
+                             f"unreadable: {e}", kind, path)
                 return None
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         boxes, keep = sanitize_boxes(boxes, width, height, self.quirks)
         return ImageRecord(
             image_id=int(image_id), path=path, height=height, width=width, boxes=boxes[keep],
             labels=np.array([cat_to_label[a["category_id"]] for a in anns], np.int64)[keep],
-            ignore=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)[keep], annotation=str(self.ann_path),
+            ignore=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)[keep],
+            annotation=str(self.ann_path),
         )
 
     def to_coco(self) -> dict:

@@ -61,11 +61,13 @@ class VOCDetection(DetectionDataset):
     ) -> None:
         super().__init__(class_names, transforms, on_error)
         if difficult not in DIFFICULT:
-            raise ConfigError(f"VOCDetection.difficult: expected one of {', '.join(DIFFICULT)}, got '{difficult}'")
+            raise ConfigError(f"VOCDetection.difficult: expected one of {', '.join(DIFFICULT)}, "
+                              f"got '{difficult}'")
         self.root = Path(root).expanduser()
         self.split, self.difficult, self.img_ext = split, difficult, img_ext
         if not self.root.is_dir():
-            raise DatasetError(f"VOC dataset root not found: '{self.root}'. Expected the Pascal VOC layout {LAYOUT}")
+            raise DatasetError(f"VOC dataset root not found: '{self.root}'. "
+                               f"Expected the Pascal VOC layout {LAYOUT}")
         list_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
         if not list_file.is_file():
             found = sorted(p.stem for p in (self.root / "ImageSets" / "Main").glob("*.txt"))
@@ -89,10 +91,12 @@ class VOCDetection(DetectionDataset):
         try:
             root = ET.parse(xml_path).getroot()
         except FileNotFoundError:
-            self.problem(xml_path, f"annotation file not found: {xml_path} (listed in {self.source})", "missing_annotation", img_path)
+            self.problem(xml_path, f"annotation file not found: {xml_path} (listed in {self.source})",
+                         "missing_annotation", img_path)
             return None
         except ET.ParseError as e:
-            self.problem(xml_path, f"cannot parse annotation file {xml_path}: {e}", "unreadable_annotation", img_path)
+            self.problem(xml_path, f"cannot parse annotation file {xml_path}: {e}", "unreadable_annotation",
+                         img_path)
             return None
         img_path = self._image_path(root, img_path)
         height, width = self._size(root, xml_path, img_path)
@@ -116,7 +120,8 @@ class VOCDetection(DetectionDataset):
         boxes, keep = sanitize_boxes(np.array(boxes, np.float32).reshape(-1, 4), width, height, self.quirks)
         return ImageRecord(
             image_id=index, path=img_path, height=height, width=width, boxes=boxes[keep],
-            labels=np.array(labels, np.int64)[keep], ignore=np.array(ignore, bool)[keep], annotation=str(xml_path),
+            labels=np.array(labels, np.int64)[keep], ignore=np.array(ignore, bool)[keep],
+            annotation=str(xml_path),
         )
 
     def _image_path(self, root: ET.Element, img_path: Path) -> Path:
@@ -143,7 +148,8 @@ class VOCDetection(DetectionDataset):
             height, width = image_size(img_path)
         except OSError as e:
             kind = "missing_image" if not img_path.exists() else "unreadable_image"
-            self.problem(img_path, f"{xml_path} has no <size> and its image {img_path} is unreadable: {e}", kind, img_path)
+            self.problem(img_path, f"{xml_path} has no <size> and its image {img_path} is unreadable: {e}",
+                         kind, img_path)
             return 0, 0
         self.quirks.add("<size> missing (read from the image)")
         return height, width
@@ -154,8 +160,8 @@ class VOCDetection(DetectionDataset):
             texts = [bnd.findtext(k).strip() for k in ("xmin", "ymin", "xmax", "ymax")]
             xmin, ymin, xmax, ymax = (float(t) for t in texts)
         except (AttributeError, TypeError, ValueError):
-            self.problem(xml_path, f"{xml_path}: an object of class '{cls}' has a missing or non-numeric <bndbox>",
-                         "unreadable_annotation", img_path)
+            self.problem(xml_path, f"{xml_path}: an object of class '{cls}' has a missing or non-numeric "
+                         "<bndbox>", "unreadable_annotation", img_path)
             return None
         if any(not t.lstrip("-").isdigit() for t in texts):
             self.quirks.add("boxes with float coordinates")

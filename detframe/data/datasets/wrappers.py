@@ -73,7 +73,8 @@ class RepeatDataset(DetectionDataset):
                  transforms: Callable[[Sample], Sample] | None = None, on_error: str = "error") -> None:
         if times < 1:
             raise ConfigError(f"RepeatDataset.times: expected a positive integer, got {times}")
-        super().__init__(class_names if class_names is not None else dataset.class_names, transforms, on_error)
+        super().__init__(class_names if class_names is not None else dataset.class_names, transforms,
+                         on_error)
         self.dataset, self.times = dataset, int(times)
         self.records = dataset.records
         self.category_ids = list(dataset.category_ids)

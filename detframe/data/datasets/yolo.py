@@ -77,8 +77,9 @@ class YOLODetection(DetectionDataset):
             return [p if p.is_absolute() else self.root / p for p in map(Path, lines)]
         if source.is_dir():
             return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        raise DatasetError(f"YOLO images not found: '{source}'. Expected a folder of images (<root>/images/<split>, labels in "
-                           "<root>/labels/<split>/<name>.txt) or a .txt file listing image paths")
+        raise DatasetError(f"YOLO images not found: '{source}'. Expected a folder of images "
+                           "(<root>/images/<split>, labels in <root>/labels/<split>/<name>.txt) "
+                           "or a .txt file listing image paths")
 
     def _parse(self, index: int, path: Path, size: tuple[int, int] | str) -> ImageRecord | None:
         if isinstance(size, str):
@@ -93,14 +94,16 @@ class YOLODetection(DetectionDataset):
         classes = rows[:, 0].astype(np.int64)
         bad = (classes < 0) | (classes >= len(self.class_names)) | (rows[:, 0] != classes)
         for c in np.unique(rows[bad, 0]):
-            self.problem(labels_file, f"{labels_file}: class id {c:g} is not an index of the config's class_names "
-                         f"({len(self.class_names)} names: 0..{len(self.class_names) - 1})", "unknown_class", path, f"{c:g}")
+            self.problem(labels_file, f"{labels_file}: class id {c:g} is not an index of the config's "
+                         f"class_names ({len(self.class_names)} names: 0..{len(self.class_names) - 1})",
+                         "unknown_class", path, f"{c:g}")
         cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
         boxes, keep = sanitize_boxes(boxes, width, height, self.quirks)
         keep &= ~bad
         return ImageRecord(image_id=index, path=path, height=height, width=width, boxes=boxes[keep],
-                           labels=classes[keep], ignore=np.zeros(int(keep.sum()), bool), annotation=str(labels_file))
+                           labels=classes[keep], ignore=np.zeros(int(keep.sum()), bool),
+                           annotation=str(labels_file))
 
     def _read_labels(self, labels_file: Path, image: Path) -> np.ndarray | None:
         """[N, 5] class cx cy w h, or None after recording a problem."""
@@ -110,7 +113,8 @@ class YOLODetection(DetectionDataset):
             self.quirks.add("images without a label file (no objects)")
             return np.zeros((0, 5), np.float32)
         except (OSError, UnicodeDecodeError) as e:
-            self.problem(labels_file, f"cannot read label file {labels_file}: {e}", "unreadable_annotation", image)
+            self.problem(labels_file, f"cannot read label file {labels_file}: {e}", "unreadable_annotation",
+                         image)
             return None
         rows = []
         for number, parts in enumerate(lines, 1):
@@ -126,8 +130,8 @@ class YOLODetection(DetectionDataset):
                 rows.append([values[0], (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
                 self.quirks.add("polygon labels (their bounding box used)")
             else:
-                self.problem(labels_file, f"{labels_file} line {number}: expected 'class cx cy w h' (5 numbers), got "
-                             f"'{' '.join(parts)}'", "unreadable_annotation", image)
+                self.problem(labels_file, f"{labels_file} line {number}: expected 'class cx cy w h' "
+                             f"(5 numbers), got '{' '.join(parts)}'", "unreadable_annotation", image)
                 return None
         rows = np.array(rows, np.float64).reshape(-1, 5)
         unique = np.unique(rows, axis=0)

@@ -28,14 +28,17 @@ COMPOSITES = ("OneOf", "SomeOf", "RandomOrder", "Sequential", "SelectiveChannelT
 def albu_transform(name: str, kwargs: Mapping[str, Any], where: str = "Albu") -> A.BasicTransform:
     """Instantiate albumentations' transform `name`; nested composites are built recursively."""
     target = getattr(A, name, None)
-    if target is None or not isinstance(target, type) or not issubclass(target, (A.BasicTransform, A.BaseCompose)):
+    if (target is None or not isinstance(target, type)
+            or not issubclass(target, (A.BasicTransform, A.BaseCompose))):
         names = [n for n in dir(A) if n[:1].isupper()]
-        raise ConfigError(f"{where}.transform: albumentations has no transform '{name}'.{did_you_mean(name, names)}")
+        raise ConfigError(f"{where}.transform: albumentations has no transform "
+                          f"'{name}'.{did_you_mean(name, names)}")
     kwargs = dict(kwargs)
     if name in COMPOSITES:
         children = kwargs.pop("transforms", None)
         if not isinstance(children, Sequence) or not children:
-            raise ConfigError(f"{where}({name}): needs `transforms`, a list of {{transform: Name, ...}} mappings")
+            raise ConfigError(f"{where}({name}): needs `transforms`, a list of "
+                              f"{{transform: Name, ...}} mappings")
         kwargs["transforms"] = [_child(c, f"{where}({name})") for c in children]
     if name in ("Mosaic",):
         raise ConfigError(f"{where}({name}): albumentations' mixing transforms need the other images; "
@@ -86,7 +89,8 @@ def _walk(transforms: Sequence[Any]) -> list[Any]:
 
 @TRANSFORMS.register()
 class Albu:
-    """Any albumentations transform by name, bbox-aware: `{type: Albu, transform: RandomBrightnessContrast, p: 0.5}`.
+    """Any albumentations transform by name, bbox-aware:
+    `{type: Albu, transform: RandomBrightnessContrast, p: 0.5}`.
 
     Composites take a list of children: `{type: Albu, transform: OneOf, p: 0.3, transforms:
     [{transform: Blur, blur_limit: 3}, {transform: MedianBlur}]}`. Boxes go through albumentations'
@@ -95,13 +99,14 @@ class Albu:
     transforms here are for training: they are not tracked in `Sample.scale`.
     """
 
-    def __init__(self, transform: str, min_visibility: float = 0.0, min_area: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, transform: str, min_visibility: float = 0.0, min_area: float = 1.0,
+                 **kwargs: Any) -> None:
         op = albu_transform(transform, kwargs)
         self.name = transform
         # Pixel-only transforms leave boxes alone; only geometric ones need albumentations' box handling.
         self.geometric = _is_geometric(op)
-        bbox_params = A.BboxParams(format="pascal_voc", label_fields=["indices"], min_visibility=min_visibility,
-                                   min_area=min_area)
+        bbox_params = A.BboxParams(format="pascal_voc", label_fields=["indices"],
+                                   min_visibility=min_visibility, min_area=min_area)
         self.pipeline = _Seeded([op], bbox_params if self.geometric else None)
 
     def __call__(self, sample: Sample) -> Sample:
@@ -114,7 +119,8 @@ class Albu:
         out = self.pipeline(image=sample.image, bboxes=boxes, indices=np.arange(len(boxes)))
         keep = np.asarray(out["indices"], np.int64)
         new_boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
-        return replace(sample, image=out["image"], boxes=new_boxes, labels=sample.labels[keep], ignore=sample.ignore[keep])
+        return replace(sample, image=out["image"], boxes=new_boxes, labels=sample.labels[keep],
+                       ignore=sample.ignore[keep])
 
     def __repr__(self) -> str:
         return f"Albu({self.name})"
@@ -144,7 +150,8 @@ class PhotoMetricDistortion:
     ) -> None:
         lo, hi = contrast_range
         ops = [
-            A.RandomBrightnessContrast(brightness_limit=brightness_delta / 255, contrast_limit=0, brightness_by_max=True, p=p_each),
+            A.RandomBrightnessContrast(brightness_limit=brightness_delta / 255, contrast_limit=0,
+                                       brightness_by_max=True, p=p_each),
             A.RandomBrightnessContrast(brightness_limit=0, contrast_limit=(lo - 1, hi - 1), p=p_each),
             A.ColorJitter(brightness=0, contrast=0, saturation=tuple(saturation_range), hue=0, p=p_each),
             A.HueSaturationValue(hue_shift_limit=hue_delta, sat_shift_limit=0, val_shift_limit=0, p=p_each),
@@ -156,4 +163,5 @@ class PhotoMetricDistortion:
         return replace(sample, image=self.pipeline(image=sample.image)["image"])
 
     def __repr__(self) -> str:
-        return "PhotoMetricDistortion(brightness_delta={}, contrast_range={}, saturation_range={}, hue_delta={}, p_each={})".format(*self.args)
+        return ("PhotoMetricDistortion(brightness_delta={}, contrast_range={}, saturation_range={}, "
+                "hue_delta={}, p_each={})").format(*self.args)

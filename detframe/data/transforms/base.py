@@ -39,7 +39,8 @@ class MixTransform:
         raise NotImplementedError
 
     def __call__(self, sample: Sample) -> Sample:
-        raise TypeError(f"{type(self).__name__} mixes several images: use it inside a pipeline applied by a dataset")
+        raise TypeError(f"{type(self).__name__} mixes several images: use it inside a pipeline applied "
+                        "by a dataset")
 
 
 def transform_name(t: Any) -> str:
@@ -54,7 +55,8 @@ class Compose:
     def __init__(self, transforms: Sequence[Callable[[Sample], Sample]]) -> None:
         self.transforms = list(transforms)
 
-    def __call__(self, sample: Sample, source: SampleSource | None = None, skip: Sequence[str] = ()) -> Sample:
+    def __call__(self, sample: Sample, source: SampleSource | None = None,
+                 skip: Sequence[str] = ()) -> Sample:
         """Transform `sample`.
 
         Args:
@@ -72,7 +74,8 @@ class Compose:
                 if np.random.random() >= t.p:
                     continue
                 if source is None or len(source) == 0:
-                    raise TypeError(f"{transform_name(t)} needs a dataset to draw images from; apply the pipeline through one")
+                    raise TypeError(f"{transform_name(t)} needs a dataset to draw images from; "
+                                    "apply the pipeline through one")
                 others = [self._run(source.load_sample(int(np.random.randint(len(source)))), i, source, skip)
                           for _ in range(t.num_mix)]
                 sample = t.mix(sample, others)
@@ -96,7 +99,8 @@ def keep_boxes(sample: Sample, boxes: np.ndarray, keep: np.ndarray | None = None
     """A copy of `sample` with new `boxes` (one row per old box) of which only `keep` survive."""
     if keep is None:
         return replace(sample, boxes=boxes, **changes)
-    return replace(sample, boxes=boxes[keep], labels=sample.labels[keep], ignore=sample.ignore[keep], **changes)
+    return replace(sample, boxes=boxes[keep], labels=sample.labels[keep], ignore=sample.ignore[keep],
+                   **changes)
 
 
 def clip_and_filter(

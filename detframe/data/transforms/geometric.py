@@ -13,7 +13,8 @@ from ...errors import ConfigError, choices_text, did_you_mean
 from ...registry import TRANSFORMS
 from ...structures import Sample
 
-INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
+INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA,
+                  "cubic": cv2.INTER_CUBIC}
 
 
 def interpolation_flag(name: str, owner: str) -> int:
@@ -57,7 +58,8 @@ class Resize:
         interpolation: OpenCV interpolation name: linear, nearest, area, cubic.
     """
 
-    def __init__(self, size: int | Sequence[int], keep_ratio: bool = False, interpolation: str = "linear") -> None:
+    def __init__(self, size: int | Sequence[int], keep_ratio: bool = False,
+                 interpolation: str = "linear") -> None:
         self.size = pair(size)
         self.keep_ratio = keep_ratio
         self.interpolation = interpolation_flag(interpolation, "Resize")
@@ -103,13 +105,14 @@ class Letterbox:
         factor = min(th / h, tw / w)
         if not self.scale_up:
             factor = min(factor, 1.0)
-        sample = scale_sample(sample, max(1, round(h * factor)), max(1, round(w * factor)), self.interpolation)
+        sample = scale_sample(sample, max(1, round(h * factor)), max(1, round(w * factor)),
+                              self.interpolation)
         nh, nw = sample.size
         top, left = ((th - nh) // 2, (tw - nw) // 2) if self.center else (0, 0)
         if (nh, nw) == (th, tw):
             return sample
-        image = cv2.copyMakeBorder(sample.image, top, th - nh - top, left, tw - nw - left, cv2.BORDER_CONSTANT,
-                                   value=(self.fill,) * 3)
+        image = cv2.copyMakeBorder(sample.image, top, th - nh - top, left, tw - nw - left,
+                                   cv2.BORDER_CONSTANT, value=(self.fill,) * 3)
         boxes = sample.boxes + np.array([left, top, left, top], np.float32)
         ox, oy = sample.offset
         return replace(sample, image=image, boxes=boxes, offset=(ox + left, oy + top))
@@ -131,7 +134,8 @@ class RandomHorizontalFlip:
         w = sample.size[1]
         boxes = sample.boxes.copy()
         boxes[:, [0, 2]] = w - sample.boxes[:, [2, 0]]
-        return replace(sample, image=cv2.flip(sample.image, 1), boxes=boxes)  # cv2: ~5x faster than a numpy copy
+        # cv2: ~5x faster than a numpy copy
+        return replace(sample, image=cv2.flip(sample.image, 1), boxes=boxes)
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"

@@ -45,8 +45,8 @@ class Mosaic(MixTransform):
 
     num_mix = 3
 
-    def __init__(self, size: int | Sequence[int], center_range: Sequence[float] = (0.25, 0.75), fill: int = 114,
-                 min_visibility: float = 0.1, min_size: float = 2.0, p: float = 1.0) -> None:
+    def __init__(self, size: int | Sequence[int], center_range: Sequence[float] = (0.25, 0.75),
+                 fill: int = 114, min_visibility: float = 0.1, min_size: float = 2.0, p: float = 1.0) -> None:
         self.size = pair(size)
         self.center_range = (float(center_range[0]), float(center_range[1]))
         self.fill, self.min_visibility, self.min_size, self.p = int(fill), min_visibility, min_size, p
@@ -54,7 +54,8 @@ class Mosaic(MixTransform):
     def get_params(self) -> tuple[int, int]:
         """The centre (xc, yc) on the canvas."""
         ch, cw = 2 * self.size[0], 2 * self.size[1]
-        return int(np.random.uniform(*self.center_range) * cw), int(np.random.uniform(*self.center_range) * ch)
+        return (int(np.random.uniform(*self.center_range) * cw),
+                int(np.random.uniform(*self.center_range) * ch))
 
     def mix(self, sample: Sample, others: list[Sample]) -> Sample:
         return self.apply([sample, *others], self.get_params())
@@ -84,7 +85,8 @@ class Mosaic(MixTransform):
             labels.append(s.labels)
             ignore.append(s.ignore)
         boxes_all = np.concatenate(boxes)
-        clipped, keep = clip_and_filter(boxes_all, (ch, cw), _box_areas(boxes_all), self.min_visibility, self.min_size)
+        clipped, keep = clip_and_filter(boxes_all, (ch, cw), _box_areas(boxes_all), self.min_visibility,
+                                        self.min_size)
         first = samples[0]
         return replace(first, image=canvas, boxes=clipped[keep], labels=np.concatenate(labels)[keep],
                        ignore=np.concatenate(ignore)[keep])
@@ -119,7 +121,8 @@ class RandomAffine:
         self.size = pair(size)
         self.degrees, self.translate, self.shear = degrees, translate, shear
         self.scale = (float(scale[0]), float(scale[1]))
-        self.fill, self.min_visibility, self.min_size, self.max_aspect = int(fill), min_visibility, min_size, max_aspect
+        self.fill, self.min_visibility, self.min_size, self.max_aspect = (
+            int(fill), min_visibility, min_size, max_aspect)
 
     def get_params(self, in_size: tuple[int, int]) -> np.ndarray:
         """The 2x3 matrix mapping input pixels to output pixels."""
@@ -128,7 +131,9 @@ class RandomAffine:
         centre = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1]])
         angle = math.radians(np.random.uniform(-self.degrees, self.degrees))
         s = np.random.uniform(*self.scale)
-        rotate = np.array([[s * math.cos(angle), -s * math.sin(angle), 0], [s * math.sin(angle), s * math.cos(angle), 0], [0, 0, 1]])
+        rotate = np.array([[s * math.cos(angle), -s * math.sin(angle), 0],
+                           [s * math.sin(angle), s * math.cos(angle), 0],
+                           [0, 0, 1]])
         shx, shy = (math.tan(math.radians(np.random.uniform(-self.shear, self.shear))) for _ in range(2))
         shear = np.array([[1, shx, 0], [shy, 1, 0], [0, 0, 1]])
         tx, ty = np.random.uniform(0.5 - self.translate, 0.5 + self.translate, 2) * (ow, oh)
@@ -137,7 +142,8 @@ class RandomAffine:
 
     def apply(self, sample: Sample, matrix: np.ndarray) -> Sample:
         oh, ow = self.size
-        image = cv2.warpAffine(sample.image, matrix, (ow, oh), flags=cv2.INTER_LINEAR, borderValue=(self.fill,) * 3)
+        image = cv2.warpAffine(sample.image, matrix, (ow, oh), flags=cv2.INTER_LINEAR,
+                               borderValue=(self.fill,) * 3)
         n = len(sample.boxes)
         if n == 0:
             return replace(sample, image=image)
@@ -145,7 +151,8 @@ class RandomAffine:
         corners = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], axis=1).reshape(-1, 2)
         moved = (corners @ matrix[:, :2].T + matrix[:, 2]).reshape(n, 4, 2)
         boxes = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1).astype(np.float32)
-        clipped, keep = clip_and_filter(boxes, (oh, ow), _box_areas(boxes), self.min_visibility, self.min_size)
+        clipped, keep = clip_and_filter(boxes, (oh, ow), _box_areas(boxes), self.min_visibility,
+                                        self.min_size)
         bw, bh = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
         keep &= np.maximum(bw / np.maximum(bh, 1e-6), bh / np.maximum(bw, 1e-6)) < self.max_aspect
         return keep_boxes(sample, clipped, keep, image=image)
@@ -154,7 +161,8 @@ class RandomAffine:
         return self.apply(sample, self.get_params(sample.size))
 
     def __repr__(self) -> str:
-        return f"RandomAffine(size={self.size}, degrees={self.degrees}, translate={self.translate}, scale={self.scale}, shear={self.shear})"
+        return (f"RandomAffine(size={self.size}, degrees={self.degrees}, translate={self.translate}, "
+                f"scale={self.scale}, shear={self.shear})")
 
 
 @TRANSFORMS.register()

@@ -30,8 +30,8 @@ class Expand:
         p: probability of expanding at all.
     """
 
-    def __init__(self, mean: Sequence[float] = (123.675, 116.28, 103.53), ratio_range: Sequence[float] = (1.0, 4.0),
-                 p: float = 0.5) -> None:
+    def __init__(self, mean: Sequence[float] = (123.675, 116.28, 103.53),
+                 ratio_range: Sequence[float] = (1.0, 4.0), p: float = 0.5) -> None:
         self.mean = tuple(float(m) for m in mean)
         self.ratio_range = (float(ratio_range[0]), float(ratio_range[1]))
         self.p = p
@@ -107,8 +107,10 @@ class MinIoURandomCrop:
             if len(boxes):
                 iou = box_iou(torch.from_numpy(patches), boxes).numpy()
                 ok &= iou.min(axis=1) >= min_iou
-                inside = ((centres[None, :, 0] > patches[:, None, 0]) & (centres[None, :, 1] > patches[:, None, 1])
-                          & (centres[None, :, 0] < patches[:, None, 2]) & (centres[None, :, 1] < patches[:, None, 3]))
+                inside = ((centres[None, :, 0] > patches[:, None, 0])
+                          & (centres[None, :, 1] > patches[:, None, 1])
+                          & (centres[None, :, 0] < patches[:, None, 2])
+                          & (centres[None, :, 1] < patches[:, None, 3]))
                 ok &= inside.any(axis=1)
             found = np.flatnonzero(ok)
             if len(found):
