@@ -1,4 +1,5 @@
-"""Look at training images after the full pipeline: python tools/browse_dataset.py config=NAME [pipeline=...] [n=16] [split=train] [out=browse] [seed=0]
+"""Look at training images after the full pipeline:
+python tools/browse_dataset.py config=NAME [pipeline=...] [n=16] [split=train] [out=browse] [seed=0]
 
 Writes PNGs with the boxes and class names drawn (and grid.png with all of them), and prints the
 per-class box counts of those images.

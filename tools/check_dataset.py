@@ -1,4 +1,5 @@
-"""Check a training config's datasets: python tools/check_dataset.py config=NAME [level=full|quick] [splits=train,val] [key=value ...]
+"""Check a training config's datasets:
+python tools/check_dataset.py config=NAME [level=full|quick] [splits=train,val] [key=value ...]
 
 Prints per split: images, boxes per class, images without boxes, ignored boxes, quirks fixed on
 reading, missing/unreadable files, duplicates, unknown class names (errors) and classes without

@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint with the config it was trained with: python tools/eval.py checkpoint=PATH [key=value ...]"""
+"""Evaluate a checkpoint with the config it was trained with:
+python tools/eval.py checkpoint=PATH [key=value ...]"""
 import sys
 
 from detframe.cli.eval import main

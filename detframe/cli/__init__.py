@@ -26,6 +26,7 @@ TOOLS = {
 
 
 def tool(name: str) -> Callable[..., Any]:
-    """The `main` function of the tool called `name` (imported on demand: each tool imports only what it needs)."""
+    """The `main` function of the tool called `name` (imported on demand: each tool imports only what it
+    needs)."""
     module, function = TOOLS[name]
     return getattr(import_module(module), function)

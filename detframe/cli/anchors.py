@@ -1,8 +1,9 @@
-"""`detframe-anchors` / `python tools/anchors.py`: anchor shapes for a dataset by IoU k-means over its boxes
+r"""`detframe-anchors` / `python tools/anchors.py`: anchor shapes for a dataset by IoU k-means over its boxes
 at the training size (YOLOv2's dimension clusters).
 
     python tools/anchors.py config=yolov3_d53_small_raccoon k=9
-    python tools/anchors.py data=raccoon data.root=../shared/datasets/raccoon pipeline.size=416 model=yolov3_d53
+    python tools/anchors.py data=raccoon data.root=../shared/datasets/raccoon pipeline.size=416 \
+        model=yolov3_d53
 
 Prints the k anchors sorted by area with their mean best IoU over the boxes, the same for the config's
 current anchors, and an override that puts the new anchors into a YOLO config.
@@ -18,8 +19,9 @@ from ..config import compose
 from ..errors import ConfigError, UserError
 from .common import run_tool
 
-OWN = {"k": "number of anchors (9)", "split": "dataset split to read (train)", "restarts": "k-means restarts (5)",
-       "seed": "random seed (0)", "iou": "IoU threshold of the coverage figure (0.5)"}
+OWN = {"k": "number of anchors (9)", "split": "dataset split to read (train)",
+       "restarts": "k-means restarts (5)", "seed": "random seed (0)",
+       "iou": "IoU threshold of the coverage figure (0.5)"}
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -45,7 +47,8 @@ def run_anchors(argv: list[str]) -> None:
 
     own, rest = parse(argv)
     try:
-        k, restarts, seed, threshold = int(own["k"]), int(own["restarts"]), int(own["seed"]), float(own["iou"])
+        k, restarts, seed, threshold = (int(own["k"]), int(own["restarts"]), int(own["seed"]),
+                                        float(own["iou"]))
     except ValueError as e:
         raise ConfigError(f"k, restarts and seed take integers and iou a number: {e}") from None
     cfg = compose(rest)
@@ -55,11 +58,12 @@ def run_anchors(argv: list[str]) -> None:
     if len(boxes) < k:
         raise UserError(f"data.{own['split']} has {len(boxes)} boxes; k-means needs at least k={k}")
     size = cfg.pipeline.size
-    print(f"{dataset!r}, split {own['split']}: {len(boxes)} boxes at the training size (pipeline.size={size}), "
-          f"median {np.median(boxes[:, 0]):.0f}x{np.median(boxes[:, 1]):.0f} px")
+    print(f"{dataset!r}, split {own['split']}: {len(boxes)} boxes at the training size "
+          f"(pipeline.size={size}), median {np.median(boxes[:, 0]):.0f}x{np.median(boxes[:, 1]):.0f} px")
     anchors = iou_kmeans(boxes, k, restarts=restarts, seed=seed)
     mean_iou, covered = coverage(boxes, anchors, threshold)
-    print(f"k-means (distance 1 - IoU), k={k}, best of {restarts} restarts:\n  anchors (w x h, by area): {shapes_text(anchors)}\n"
+    print(f"k-means (distance 1 - IoU), k={k}, best of {restarts} restarts:\n"
+          f"  anchors (w x h, by area): {shapes_text(anchors)}\n"
           f"  mean best IoU {mean_iou:.4f}; boxes with best IoU >= {threshold}: {covered:.1%}")
     model = build_detector(cfg.model)
     generator = getattr(model.head, "prior_generator", None)
@@ -75,7 +79,8 @@ def run_anchors(argv: list[str]) -> None:
     levels = len(getattr(generator, "base_sizes", []))
     if levels and k % levels == 0:
         per = k // levels
-        grouped = [[[round(float(w)), round(float(h))] for w, h in anchors[i * per:(i + 1) * per]] for i in range(levels)]
+        grouped = [[[round(float(w)), round(float(h))] for w, h in anchors[i * per:(i + 1) * per]]
+                   for i in range(levels)]
         print("to use them: model.head.prior_generator.base_sizes=" + str(grouped).replace(" ", ""))
 
 

@@ -61,10 +61,12 @@ def _check_splits(own: dict[str, str], cfg: DictConfig) -> int:
         print(format_report(report), end="\n\n")
         errors += len(report.problems)
     if errors and policy == "skip":
-        print(f"{errors} problems; with data.on_error=skip training drops the images concerned (a warning names each)")
+        print(f"{errors} problems; with data.on_error=skip training drops the images concerned "
+              "(a warning names each)")
         return 0
     if errors:
-        print(f"{errors} problems: training stops at the first. Fix them, or set data.on_error=skip to drop the images concerned")
+        print(f"{errors} problems: training stops at the first. Fix them, or set data.on_error=skip "
+              "to drop the images concerned")
         return 1
     print("no problems found")
     return 0
@@ -76,7 +78,8 @@ BROWSE_KEYS = {"n": "16", "split": "train", "out": "browse", "seed": "0"}
 
 
 def browse_main(argv: Sequence[str] | None = None) -> int:
-    """`python tools/browse_dataset.py config=... [pipeline=...] [n=16] [split=train] [out=browse] [seed=0]`."""
+    """`python tools/browse_dataset.py config=... [pipeline=...] [n=16] [split=train] [out=browse]
+    [seed=0]`."""
     return run_tool(_browse, argv)
 
 
@@ -91,7 +94,8 @@ def _browse(args: list[str]) -> int:
     pipeline = cfg.pipeline.train if split == "train" else cfg.pipeline.val
     dataset = build_dataset(cfg.data, split, pipeline)
     if not isinstance(dataset, DetectionDataset):
-        raise ConfigError(f"data.{split}: browse_dataset needs a DetectionDataset, got {type(dataset).__name__}")
+        raise ConfigError(f"data.{split}: browse_dataset needs a DetectionDataset, "
+                          f"got {type(dataset).__name__}")
     rng = np.random.default_rng(seed)
     indices = rng.permutation(len(dataset))[:n] if n <= len(dataset) else rng.integers(len(dataset), size=n)
     out = Path(own["out"]).expanduser()
@@ -107,7 +111,9 @@ def _browse(args: list[str]) -> int:
         write_png(path, picture)
         tiles.append(picture)
     write_png(out / "grid.png", grid(tiles))
-    print(f"{len(tiles)} images of data.{split} after the {split} pipeline written to {out}/ (grid.png: all of them)")
-    print(f"boxes per class in these images: " + (", ".join(f"{c} {counts[c]}" + (f" ({ignored[c]} ignored)" if ignored[c] else "")
-                                                           for c in dataset.class_names) or "none"))
+    print(f"{len(tiles)} images of data.{split} after the {split} pipeline written to {out}/ "
+          "(grid.png: all of them)")
+    print("boxes per class in these images: "
+          + (", ".join(f"{c} {counts[c]}" + (f" ({ignored[c]} ignored)" if ignored[c] else "")
+                       for c in dataset.class_names) or "none"))
     return 0

@@ -1,4 +1,5 @@
-"""`detframe-eval` / `python tools/eval.py`: evaluate a checkpoint, or a COCO results file, and write a report.
+"""`detframe-eval` / `python tools/eval.py`: evaluate a checkpoint, or a COCO results file, and write a
+report.
 
     python tools/eval.py checkpoint=PATH|results=PATH [group=option ...] [key=value ...] [own keys]
     torchrun --nproc-per-node N tools/eval.py checkpoint=PATH      # every rank predicts its shard
@@ -12,7 +13,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..config import apply_overrides, compose, config_dir, load_run_config, replace_groups, split_group_overrides
+from ..config import (
+    apply_overrides,
+    compose,
+    config_dir,
+    load_run_config,
+    replace_groups,
+    split_group_overrides,
+)
 from ..errors import ConfigError, choices_text
 from .common import parse_bool, run_tool
 
@@ -21,7 +29,8 @@ log = logging.getLogger("detframe")
 EVAL_KEYS = {
     "checkpoint": "a checkpoint to evaluate with the config saved in it",
     "results": "a COCO results JSON to evaluate instead of a model",
-    "out": "the report folder (default <run>/eval_<checkpoint name>/, or <results name>_eval/ beside the file)",
+    "out": "the report folder (default <run>/eval_<checkpoint name>/, or <results name>_eval/ beside "
+           "the file)",
     "device": "auto | cpu | cuda | cuda:N",
     "split": "the data split to evaluate: val (default) or train",
     "plots": "true | false: PR curves and confusion matrix as PNG files (default true)",
@@ -44,7 +53,8 @@ def parse_eval_args(args: Sequence[str]) -> tuple[dict[str, str], list[str]]:
         key, _, value = arg.partition("=")
         (own.__setitem__(key, value) if key in EVAL_KEYS else rest.append(arg))
     if ("checkpoint" in own) == ("results" in own):
-        raise ConfigError("give checkpoint=PATH (evaluate a model) or results=PATH (evaluate a detections file), one of them")
+        raise ConfigError("give checkpoint=PATH (evaluate a model) or results=PATH (evaluate a detections "
+                          "file), one of them")
     for key in ("plots", "save_results"):
         parse_bool(key, own.get(key, "true"))
     if own.get("split", "val") not in ("val", "train"):
@@ -89,7 +99,8 @@ def run_eval(args: Sequence[str]) -> dict[str, float]:
         metrics = evaluator.evaluate(load_results(results, evaluator.ground_truth))
         source, default_out = results, results.parent / f"{results.stem}_eval"
     if is_main_process():
-        _write_eval_outputs(own, cfg, evaluator, metrics, source, dataset, split, Path(own.get("out") or default_out))
+        _write_eval_outputs(own, cfg, evaluator, metrics, source, dataset, split,
+                            Path(own.get("out") or default_out))
     cleanup()
     return metrics
 
@@ -100,19 +111,22 @@ def _with_confusion_matrix(cfg: DictConfig) -> None:
     drops it."""
     node = cfg.evaluator
     with open_dict(cfg):
-        if "type" in node:  # a single evaluator (configs saved before several could run): name it by its prefix
+        # a single evaluator (configs saved before several could run): name it by its prefix
+        if "type" in node:
             cfg.evaluator = {str(node.get("prefix") or "coco"): OmegaConf.to_container(node)}
-        if not any(isinstance(e, DictConfig) and e.get("type") == "ConfusionMatrix" for e in cfg.evaluator.values()):
+        if not any(isinstance(e, DictConfig) and e.get("type") == "ConfusionMatrix"
+                   for e in cfg.evaluator.values()):
             cfg.evaluator.confusion = OmegaConf.load(config_dir() / "evaluator" / "confusion.yaml")
 
 
 def _class_check(saved: list[str], now: list[str]) -> None:
     if len(saved) != len(now):
         raise ConfigError(f"data.class_names: the checkpoint's model was trained on {len(saved)} classes "
-                          f"({choices_text(saved)}), the data to evaluate has {len(now)} ({choices_text(now)})")
+                          f"({choices_text(saved)}), the data to evaluate has {len(now)} "
+                          f"({choices_text(now)})")
     if list(saved) != list(now):
-        log.warning("the evaluated data names its classes %s, the checkpoint was trained on %s (same order assumed)",
-                    list(now), list(saved))
+        log.warning("the evaluated data names its classes %s, the checkpoint was trained on %s "
+                    "(same order assumed)", list(now), list(saved))
 
 
 def _eval_dataset(cfg: DictConfig, split: str) -> Any:
@@ -121,8 +135,10 @@ def _eval_dataset(cfg: DictConfig, split: str) -> Any:
     return build_dataset(cfg.data, split, cfg.pipeline.val)
 
 
-def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset: Any, evaluator: Any, device_name: str) -> dict[str, float]:
-    """Predict `dataset` with the checkpoint's model (every rank its shard under torchrun) into `evaluator`."""
+def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset: Any, evaluator: Any,
+                    device_name: str) -> dict[str, float]:
+    """Predict `dataset` with the checkpoint's model (every rank its shard under torchrun) into
+    `evaluator`."""
     from ..data import build_dataloader
     from ..dist import init_from_env
     from ..engine import inference_weights, select_device
@@ -141,12 +157,13 @@ def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset: Any, evalua
     return run_evaluation(model, loader, evaluator, device)
 
 
-def _write_eval_outputs(own: dict[str, str], cfg: DictConfig, evaluator: Any, metrics: dict[str, float], source: Path,
-                        dataset: Any, split: str, out: Path) -> None:
+def _write_eval_outputs(own: dict[str, str], cfg: DictConfig, evaluator: Any, metrics: dict[str, float],
+                        source: Path, dataset: Any, split: str, out: Path) -> None:
     from ..engine import format_metrics
     from ..evaluation import save_results
 
-    print(f"{source} on {dataset!r} ({split}):\n{format_metrics(metrics)}\n\n{evaluator.text(summaries=True)}")
+    print(f"{source} on {dataset!r} ({split}):\n{format_metrics(metrics)}\n\n"
+          f"{evaluator.text(summaries=True)}")
     plots = parse_bool("plots", own.get("plots", "true"))
     save = "checkpoint" in own and parse_bool("save_results", own.get("save_results", "true"))
     evaluator.write_reports(out, {"source": str(source), "data": repr(dataset), "split": split}, plots=plots)

@@ -30,8 +30,9 @@ log = logging.getLogger("detframe")
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                     "--config-dir", "-cd", "--shell-completion", "-sc", "--experimental-rerun"}
 # Flags for which Hydra's own entry point runs (after our check of the overrides where there are any).
-HYDRA_MODES = {"-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
-               "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun", "--version"}
+HYDRA_MODES = {"-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion",
+               "-sc", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+               "--experimental-rerun", "--version"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,7 +82,8 @@ def _config_text(cfg: DictConfig, flags: dict[str, str | None]) -> str:
     node = OmegaConf.select(cfg, package) if package else cfg
     if node is None:
         raise UserError(f"--package {package}: no such key in the config")
-    return OmegaConf.to_yaml(node, resolve="--resolve" in flags) if isinstance(node, DictConfig) else str(node)
+    return (OmegaConf.to_yaml(node, resolve="--resolve" in flags) if isinstance(node, DictConfig)
+            else str(node))
 
 
 def _hydra_main(args: list[str], overrides: list[str], flags: dict[str, str | None]) -> Any:
@@ -92,7 +94,8 @@ def _hydra_main(args: list[str], overrides: list[str], flags: dict[str, str | No
 
     hydra_args = resolve_config_arg(args)
     if overrides and not any(f in flags for f in ("--help", "-h", "--hydra-help", "--info", "-i")):
-        cfg = compose(overrides, hydra=True)  # one-line errors before Hydra starts; a sweep checks its first values
+        # one-line errors before Hydra starts; a sweep checks its first values
+        cfg = compose(overrides, hydra=True)
         if "-m" in flags or "--multirun" in flags:
             hydra_args += _multirun_dist_overrides(cfg, init_from_env(cfg.runtime.dist_backend,
                                                                          cfg.runtime.dist_timeout_minutes))
@@ -151,7 +154,8 @@ def launch(cfg: DictConfig, args: Sequence[str]) -> Any:
         return train_task(task_cfg, args)
 
     context = HydraContext(config_loader=None, callbacks=Callbacks(cfg))  # run_job uses only the callbacks
-    return run_job(task, cfg, job_dir_key="hydra.run.dir", job_subdir_key=None, hydra_context=context).return_value
+    return run_job(task, cfg, job_dir_key="hydra.run.dir", job_subdir_key=None,
+                   hydra_context=context).return_value
 
 
 def _auto_resume_dir(run_dir: Path) -> Path:
@@ -161,7 +165,8 @@ def _auto_resume_dir(run_dir: Path) -> Path:
         return run_dir
     candidates = [p.parent.parent for p in run_dir.parent.glob("*/checkpoints/last.pt")]
     if not candidates:
-        print(f"resume=auto: no checkpoint under {run_dir.parent.resolve()}/*/checkpoints/: starting a new run")
+        print(f"resume=auto: no checkpoint under {run_dir.parent.resolve()}/*/checkpoints/: "
+              "starting a new run")
         return run_dir
     newest = max(candidates, key=lambda d: (d / "checkpoints" / "last.pt").stat().st_mtime)
     print(f"resume=auto: continuing the run in {newest.resolve()}")

@@ -6,14 +6,22 @@ Anything may import it (tools, benchmarks, tests); it imports nothing of the eng
     cfg = compose(["config=ssd300_voc0712", "data.root=/data/VOCdevkit"])
 """
 from .compose import (
-    EXPERIMENT_GROUP, check_renamed, compose, config_dir, experiments, friendly_error, group_options, is_group,
+    EXPERIMENT_GROUP,
+    check_renamed,
+    compose,
+    config_dir,
+    experiments,
+    friendly_error,
+    group_options,
+    is_group,
     resolve_config_arg,
 )
 from .saved import apply_overrides, load_run_config, replace_groups, split_group_overrides
 from .schema import SCHEMA_NAME, DataConfig, PipelineConfig, RuntimeConfig, TrainConfig, TrainLoopConfig
 
 __all__ = [
-    "EXPERIMENT_GROUP", "SCHEMA_NAME", "DataConfig", "PipelineConfig", "RuntimeConfig", "TrainConfig", "TrainLoopConfig",
-    "apply_overrides", "check_renamed", "compose", "config_dir", "experiments", "friendly_error", "group_options",
-    "is_group", "load_run_config", "replace_groups", "resolve_config_arg", "split_group_overrides",
+    "EXPERIMENT_GROUP", "SCHEMA_NAME", "DataConfig", "PipelineConfig", "RuntimeConfig", "TrainConfig",
+    "TrainLoopConfig", "apply_overrides", "check_renamed", "compose", "config_dir", "experiments",
+    "friendly_error", "group_options", "is_group", "load_run_config", "replace_groups", "resolve_config_arg",
+    "split_group_overrides",
 ]

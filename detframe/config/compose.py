@@ -32,7 +32,8 @@ def config_dir() -> Path:
     """The folder of the config tree (`train.yaml`, groups `data/`, `model/` ...) inside the package."""
     path = Path(str(resources.files("detframe").joinpath("configs")))
     if not (path / "train.yaml").is_file():
-        raise ConfigError(f"the config tree is missing from the installed package ({path}); reinstall detframe")
+        raise ConfigError(f"the config tree is missing from the installed package ({path}); "
+                          "reinstall detframe")
     return path
 
 
@@ -116,7 +117,8 @@ def compose(overrides: Sequence[str] = (), *, hydra: bool = False, config_name: 
         try:
             cfg = hydra_compose(config_name=config_name, overrides=simple, return_hydra_config=hydra)
         except Exception as e:
-            groups = [o for o in simple if is_group(o.lstrip("+~").split("=", 1)[0]) or o.startswith("hydra.searchpath")]
+            groups = [o for o in simple
+                      if is_group(o.lstrip("+~").split("=", 1)[0]) or o.startswith("hydra.searchpath")]
             raise friendly_error(e, config_name, groups) from None
     check_renamed(cfg)
     return cfg

@@ -28,7 +28,8 @@ def load_run_config(checkpoint: Path, state: dict[str, Any]) -> DictConfig:
     for candidate in (checkpoint.parent / "config.yaml", checkpoint.parent.parent / "config.yaml"):
         if candidate.is_file():
             return OmegaConf.load(candidate)
-    raise UserError(f"{checkpoint}: holds no config and there is no config.yaml beside it or in its run folder")
+    raise UserError(f"{checkpoint}: holds no config and there is no config.yaml beside it or in its "
+                    "run folder")
 
 
 def split_group_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -44,8 +45,8 @@ def split_group_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str
 def replace_groups(cfg: DictConfig, group_overrides: Sequence[str]) -> DictConfig:
     """Replace whole sections of a saved config by freshly composed config-group files."""
     if any(o.startswith("config=") for o in group_overrides):
-        raise ConfigError("config=...: a checkpoint brings its own config; change groups (data=..., evaluator=...) "
-                          "and values instead")
+        raise ConfigError("config=...: a checkpoint brings its own config; change groups (data=..., "
+                          "evaluator=...) and values instead")
     if not group_overrides:
         return cfg
     fresh = compose(["~experiment", *group_overrides])  # the group files alone, checked

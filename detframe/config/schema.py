@@ -43,7 +43,8 @@ class DataConfig:
 class PipelineConfig:
     size: Any = 320  # input size, int or [h, w]; the transform lists interpolate it
     size_divisor: int = 32  # batches padded to a multiple of this (1 for fixed-size inputs such as SSD300)
-    multi_scale: Optional[list[int]] = None  # [min, max]: a random input size per training batch (multiple of 32)
+    # [min, max]: a random input size per training batch (multiple of 32)
+    multi_scale: Optional[list[int]] = None
     train: list[Any] = field(default_factory=list)
     val: list[Any] = field(default_factory=list)
 
@@ -51,12 +52,14 @@ class PipelineConfig:
 @dataclass
 class TrainLoopConfig:
     max_epochs: int = 12
-    max_iters: Optional[int] = None  # iteration-based: stop after this many iterations (the schedule spans them)
+    # iteration-based: stop after this many iterations (the schedule spans them)
+    max_iters: Optional[int] = None
     val_interval: int = 1  # evaluate every N epochs (and after the last)
     log_interval: int = 10  # log and write TensorBoard scalars every N iterations
     accumulate: int = 1  # batches per optimizer step (gradient accumulation); an iteration is one step
     clip_grad_norm: Optional[float] = None  # clip the global gradient norm to this (None: no clipping)
-    base_batch_size: Optional[int] = None  # optimizer.lr is for this total batch; scaled linearly to the real one
+    # optimizer.lr is for this total batch; scaled linearly to the real one
+    base_batch_size: Optional[int] = None
     freeze: list[str] = field(default_factory=list)  # module-name patterns whose parameters are not trained
     freeze_norm: list[str] = field(default_factory=list)  # norm layers under these patterns frozen ("*": all)
     nonfinite: str = "error"  # a NaN/inf loss or gradient: error (stop) | skip (drop the step, count it)
@@ -67,7 +70,8 @@ class TrainLoopConfig:
 class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
     amp: str = "off"  # off | fp16 (with a GradScaler) | bf16: mixed precision of the forward pass and loss
-    channels_last: bool = True  # NHWC memory format for the model and its inputs (faster convs on CPUs and GPUs)
+    # NHWC memory format for the model and its inputs (faster convs on CPUs and GPUs)
+    channels_last: bool = True
     compile: bool = False  # torch.compile the model's forward pass
     sync_bn: bool = False  # SyncBatchNorm across GPUs in distributed runs (CUDA only)
     deterministic: bool = False  # deterministic kernels and per-sample augmentation seeds: exact resume
@@ -91,7 +95,8 @@ class TrainConfig:
     hooks: dict[str, Any] = field(default_factory=dict)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    resume: Optional[str] = None  # auto (the newest checkpoint of this experiment's runs) or a checkpoint path
+    # auto (the newest checkpoint of this experiment's runs) or a checkpoint path
+    resume: Optional[str] = None
     load_from: Optional[str] = None  # a checkpoint to take weights from (fine-tuning)
 
 

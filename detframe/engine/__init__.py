@@ -14,6 +14,6 @@ from .state import load_weights, resume_run, run_state, save_run
 __all__ = [
     "CheckpointError", "CheckpointHook", "EMAHook", "Hook", "LoggerHook", "ModelEMA", "NonFiniteLossError",
     "PipelineSwitchHook", "ProgressBarHook", "Runner", "TrainingInterrupted", "build_hooks", "build_runner",
-    "format_metrics", "hooks", "inference_weights", "load_checkpoint", "load_weights", "logging_hooks", "optim",
-    "resume_run", "run_state", "save_checkpoint", "save_run", "seed_everything", "select_device",
+    "format_metrics", "hooks", "inference_weights", "load_checkpoint", "load_weights", "logging_hooks",
+    "optim", "resume_run", "run_state", "save_checkpoint", "save_run", "seed_everything", "select_device",
 ]

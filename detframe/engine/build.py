@@ -23,7 +23,14 @@ from .freeze import freeze
 from .hooks import CheckpointHook, Hook
 from .optim import build_optimizer, build_scheduler, describe_groups, lr_scale_for
 from .runner import Runner, run_length
-from .setup import configure_determinism, parse_amp, prepare_model, seed_everything, select_device, train_module
+from .setup import (
+    configure_determinism,
+    parse_amp,
+    prepare_model,
+    seed_everything,
+    select_device,
+    train_module,
+)
 from .state import load_weights, resume_run
 
 log = logging.getLogger("detframe")
@@ -57,15 +64,18 @@ def build_runner(cfg: DictConfig, work_dir: str | Path) -> Runner:
     data = cfg.data
     train_set = build_dataset(data, "train", cfg.pipeline.train)
     val_set = build_dataset(data, "val", cfg.pipeline.val)
-    train_loader = build_dataloader(train_set, data.batch_size, data.num_workers, train=True, size_divisor=data.size_divisor,
-                                    seed=cfg.seed, distributed=world_size > 1, **train_loader_options(cfg))
+    train_loader = build_dataloader(train_set, data.batch_size, data.num_workers, train=True,
+                                    size_divisor=data.size_divisor, seed=cfg.seed, distributed=world_size > 1,
+                                    **train_loader_options(cfg))
     val_loader = build_dataloader(val_set, data.val_batch_size, data.num_workers, train=False,
                                   size_divisor=data.size_divisor, distributed=world_size > 1)
     if world_size > 1:
         seed_everything(cfg.seed + get_rank())  # per-rank random streams from here on
 
     accumulate = max(1, int(cfg.train.accumulate))
-    iters_per_epoch, _, max_iters = run_length(len(train_loader), accumulate, cfg.train.max_epochs, cfg.train.max_iters)
+    train = cfg.train
+    iters_per_epoch, _, max_iters = run_length(len(train_loader), accumulate, train.max_epochs,
+                                               train.max_iters)
     if iters_per_epoch == 0:
         raise ConfigError(f"data.batch_size={data.batch_size}: the training set gives no batch")
     total_batch_size = int(data.batch_size) * world_size * accumulate
@@ -78,13 +88,12 @@ def build_runner(cfg: DictConfig, work_dir: str | Path) -> Runner:
     log.info("optimizer %s: %s", type(optimizer).__name__, describe_groups(optimizer))
     evaluator = build_evaluator(cfg.evaluator, val_set)
 
-    train = cfg.train
     runner = Runner(
         model, train_loader, optimizer, scheduler, work_dir=work_dir, max_epochs=train.max_epochs,
         max_iters=train.max_iters, val_loader=val_loader, evaluator=evaluator, hooks=hooks,
-        val_interval=train.val_interval, device=device, accumulate=accumulate, clip_grad_norm=train.clip_grad_norm,
-        amp=amp, nonfinite=train.nonfinite, max_skipped=train.max_skipped, channels_last=runtime.channels_last,
-        config=cfg,
+        val_interval=train.val_interval, device=device, accumulate=accumulate,
+        clip_grad_norm=train.clip_grad_norm, amp=amp, nonfinite=train.nonfinite,
+        max_skipped=train.max_skipped, channels_last=runtime.channels_last, config=cfg,
     )
     runner.call_hooks("before_run")
     if resume:
@@ -100,8 +109,9 @@ def build_hooks(cfg: DictConfig) -> dict[str, Hook]:
     ema = [n for n, h in hooks.items() if isinstance(h, EMAHook)]
     checkpoints = [n for n, h in hooks.items() if isinstance(h, CheckpointHook)]
     if ema and checkpoints and order.index(ema[0]) > order.index(checkpoints[0]):
-        raise ConfigError(f"hooks: '{ema[0]}' (EMAHook) must come before '{checkpoints[0]}' (CheckpointHook), or a "
-                          "checkpoint would hold the EMA of the step before; hooks run in the order of the hooks section")
+        raise ConfigError(f"hooks: '{ema[0]}' (EMAHook) must come before '{checkpoints[0]}' "
+                          "(CheckpointHook), or a checkpoint would hold the EMA of the step before; hooks "
+                          "run in the order of the hooks section")
     return hooks
 
 

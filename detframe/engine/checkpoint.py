@@ -141,7 +141,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     keys = state["numpy"]
     keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
     has_gauss, gauss = state.get("numpy_gauss", [0, 0.0])
-    np.random.set_state(("MT19937", keys.astype(np.uint32), int(state["numpy_pos"]), int(has_gauss), float(gauss)))
+    np.random.set_state(("MT19937", keys.astype(np.uint32), int(state["numpy_pos"]), int(has_gauss),
+                         float(gauss)))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])

@@ -45,7 +45,8 @@ class ModelEMA:
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay, self.tau = decay, tau
         self.updates = 0
-        self._pairs: tuple[int, list[torch.Tensor], list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self._pairs: tuple[int, list[torch.Tensor], list[torch.Tensor],
+                           list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def current_decay(self) -> float:
         return self.decay * (1.0 - math.exp(-self.updates / self.tau)) if self.tau > 0 else self.decay
@@ -55,16 +56,20 @@ class ModelEMA:
         """One step of the average towards `model`'s current weights (call after each optimizer step)."""
         self.updates += 1
         ema_float, model_float, others = self._tensors(model)
-        torch._foreach_lerp_(ema_float, model_float, 1.0 - self.current_decay())  # ema += (1 - d)(w - ema), fused
+        # ema += (1 - d)(w - ema), fused
+        torch._foreach_lerp_(ema_float, model_float, 1.0 - self.current_decay())
         for ema_t, t in others:
             ema_t.copy_(t)
 
-    def _tensors(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
-        """(EMA floats, model floats, integer pairs), matched by name once per model (state_dict() is not free)."""
+    def _tensors(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor],
+                                                  list[tuple[torch.Tensor, torch.Tensor]]]:
+        """(EMA floats, model floats, integer pairs), matched by name once per model (state_dict() is
+        not free)."""
         if self._pairs is None or self._pairs[0] != id(model):
             own, theirs = self.module.state_dict(), model.state_dict()
             if list(own) != list(theirs):
-                raise RuntimeError("ModelEMA: the model's parameters and buffers differ from the averaged copy's")
+                raise RuntimeError("ModelEMA: the model's parameters and buffers differ from the "
+                                   "averaged copy's")
             pairs = [(own[k], theirs[k].detach()) for k in own]
             floats = [p for p in pairs if p[0].dtype.is_floating_point]
             self._pairs = (id(model), [a for a, _ in floats], [b for _, b in floats],
@@ -72,7 +77,8 @@ class ModelEMA:
         return self._pairs[1], self._pairs[2], self._pairs[3]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.module.state_dict(), "updates": self.updates, "decay": self.decay, "tau": self.tau}
+        return {"model": self.module.state_dict(), "updates": self.updates, "decay": self.decay,
+                "tau": self.tau}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["model"])

@@ -41,8 +41,8 @@ def freeze(model: nn.Module, modules: Sequence[str] = (), norms: Sequence[str] =
         for pattern in patterns:
             if pattern != "*" and not any(matches(n, pattern) for n in names):
                 top = sorted({n.split(".")[0] for n in names})
-                raise ConfigError(f"{key}: '{pattern}' matches no module of the model.{did_you_mean(pattern, names)} "
-                                  f"Top-level modules: {choices_text(top)}")
+                raise ConfigError(f"{key}: '{pattern}' matches no module of the model."
+                                  f"{did_you_mean(pattern, names)} Top-level modules: {choices_text(top)}")
     frozen_params = 0
     for name, module in list(model.named_modules()):
         whole = any(matches(name, p) for p in modules)

@@ -91,7 +91,8 @@ class CheckpointHook(Hook):
         if path is None:  # not rank 0
             return
         if improved:
-            log.info("new best %s = %.4f at epoch %d -> %s", self.save_best, self.best_value, done, path.parent / "best.pt")
+            log.info("new best %s = %.4f at epoch %d -> %s", self.save_best, self.best_value, done,
+                     path.parent / "best.pt")
         if self.max_keep:
             prune(runner.ckpt_dir, "epoch_", self.max_keep)
 
@@ -99,9 +100,11 @@ class CheckpointHook(Hook):
         if not (self.save_best and metrics):
             return False
         if self.save_best not in metrics:
-            raise ConfigError(f"hooks.checkpoint.save_best: no metric '{self.save_best}' in the evaluation; it gave {sorted(metrics)}")
+            raise ConfigError(f"hooks.checkpoint.save_best: no metric '{self.save_best}' in the evaluation; "
+                              f"it gave {sorted(metrics)}")
         value = metrics[self.save_best]
-        if self.best_value is None or (value > self.best_value if self.rule == "greater" else value < self.best_value):
+        if self.best_value is None or (value > self.best_value if self.rule == "greater"
+                                       else value < self.best_value):
             self.best_value, self.best_epoch = value, done
             return True
         return False
@@ -121,14 +124,16 @@ class PipelineSwitchHook(Hook):
     persistent workers follow at once, and a resumed run switches at the same epoch.
 
         hooks:
-          pipeline_switch: {type: PipelineSwitchHook, num_last_epochs: 15, disable: [Mosaic, RandomAffine, MixUp]}
+          pipeline_switch: {type: PipelineSwitchHook, num_last_epochs: 15,
+                            disable: [Mosaic, RandomAffine, MixUp]}
 
     Args:
         num_last_epochs: how many final epochs run without them.
         disable: transform names (the `type`, or an albumentations name for `Albu` entries).
     """
 
-    def __init__(self, num_last_epochs: int = 15, disable: Sequence[str] = ("Mosaic", "RandomAffine", "MixUp")) -> None:
+    def __init__(self, num_last_epochs: int = 15,
+                 disable: Sequence[str] = ("Mosaic", "RandomAffine", "MixUp")) -> None:
         if num_last_epochs < 0:
             raise ConfigError(f"PipelineSwitchHook.num_last_epochs: expected >= 0, got {num_last_epochs}")
         self.num_last_epochs = num_last_epochs
@@ -140,8 +145,8 @@ class PipelineSwitchHook(Hook):
         present = [transform_name(t) for t in pipeline.transforms] if isinstance(pipeline, Compose) else []
         for name in self.disable:
             if name not in present:
-                raise ConfigError(f"hooks.pipeline_switch.disable: '{name}' is not in pipeline.train.{did_you_mean(name, present)} "
-                                  f"Transforms there: {choices_text(present)}")
+                raise ConfigError(f"hooks.pipeline_switch.disable: '{name}' is not in pipeline.train."
+                                  f"{did_you_mean(name, present)} Transforms there: {choices_text(present)}")
 
     def before_epoch(self, runner: Runner) -> None:
         switch = runner.epoch >= runner.max_epochs - self.num_last_epochs

@@ -28,7 +28,8 @@ class LoggerHook(Hook):
     memory, skipped steps, the evaluation metrics, and at each evaluation the first `images` val images
     with ground truth (green) and predictions above `image_score_threshold` (red) drawn on them."""
 
-    def __init__(self, interval: int = 10, tensorboard: bool = True, images: int = 4, image_score_threshold: float = 0.3) -> None:
+    def __init__(self, interval: int = 10, tensorboard: bool = True, images: int = 4,
+                 image_score_threshold: float = 0.3) -> None:
         self.interval = max(1, interval)
         self.tensorboard = tensorboard
         self.images, self.image_score_threshold = images, image_score_threshold
@@ -42,12 +43,14 @@ class LoggerHook(Hook):
         if self.tensorboard and runner.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(runner.work_dir / "tb"), purge_step=runner.iter + 1 if runner.iter else None)
+            self.writer = SummaryWriter(log_dir=str(runner.work_dir / "tb"),
+                                        purge_step=runner.iter + 1 if runner.iter else None)
         self._t0 = time.perf_counter()
         self._start_iter = runner.iter
 
     def after_step(self, runner: Runner, losses: dict[str, float]) -> None:
-        values = {**losses, "grad_norm": runner.grad_norm, "time_data": runner.data_time, "time_iter": runner.step_time}
+        values = {**losses, "grad_norm": runner.grad_norm, "time_data": runner.data_time,
+                  "time_iter": runner.step_time}
         for k, v in values.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         self._count += 1
@@ -59,21 +62,25 @@ class LoggerHook(Hook):
 
     def _reduced_means(self, runner: Runner) -> dict[str, float]:
         keys = list(self._sums)
-        local = torch.tensor([self._sums[k] / self._count for k in keys], dtype=torch.float64, device=runner.device)
+        local = torch.tensor([self._sums[k] / self._count for k in keys], dtype=torch.float64,
+                             device=runner.device)
         self._sums, self._count = {}, 0
-        return dict(zip(keys, reduce_mean(local).tolist()))  # the mean over ranks (a collective when distributed)
+        # the mean over ranks (a collective when distributed)
+        return dict(zip(keys, reduce_mean(local).tolist()))
 
     def _write(self, runner: Runner, means: dict[str, float]) -> None:
         elapsed = time.perf_counter() - self._t0
         done = runner.iter - self._start_iter
         eta = elapsed / max(done, 1) * (runner.max_iters - runner.iter)
-        memory = torch.cuda.max_memory_allocated(runner.device) / 2**20 if runner.device.type == "cuda" else None
+        memory = (torch.cuda.max_memory_allocated(runner.device) / 2**20 if runner.device.type == "cuda"
+                  else None)
         losses = {k: v for k, v in means.items() if k not in ("grad_norm", "time_data", "time_iter")}
         log.info(
             "epoch %d/%d iter %d/%d  lr %.3g  %s  grad_norm %.3g  %.2f it/s  data %.3fs%s%s  eta %s",
             runner.epoch + 1, runner.max_epochs, runner.step + 1, len(runner.train_loader), runner.lr,
-            "  ".join(f"{k} {v:.4f}" for k, v in losses.items()), means["grad_norm"], done / max(elapsed, 1e-9),
-            means["time_data"], f"  mem {memory:.0f}MB" if memory is not None else "",
+            "  ".join(f"{k} {v:.4f}" for k, v in losses.items()), means["grad_norm"],
+            done / max(elapsed, 1e-9), means["time_data"],
+            f"  mem {memory:.0f}MB" if memory is not None else "",
             f"  skipped {runner.skipped}" if runner.skipped else "", _format_seconds(eta),
         )
         if self.writer is None:
@@ -121,11 +128,13 @@ class ProgressBarHook(Hook):
     def before_epoch(self, runner: Runner) -> None:
         if self.enabled and runner.is_main:
             self.bar = tqdm(total=runner.iters_per_epoch, initial=runner.start_step // runner.accumulate,
-                            desc=f"epoch {runner.epoch + 1}/{runner.max_epochs}", dynamic_ncols=True, leave=False)
+                            desc=f"epoch {runner.epoch + 1}/{runner.max_epochs}", dynamic_ncols=True,
+                            leave=False)
 
     def after_step(self, runner: Runner, losses: dict[str, float]) -> None:
         if self.bar is not None:
-            self.bar.set_postfix({k.replace("loss_", ""): f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+            self.bar.set_postfix({k.replace("loss_", ""): f"{v:.3f}" for k, v in losses.items()},
+                                 refresh=False)
             self.bar.update(1)
 
     def after_epoch(self, runner: Runner, metrics: dict[str, float]) -> None:

@@ -47,7 +47,8 @@ def build_optimizer(cfg: DictConfig | Mapping, model: nn.Module, lr_scale: float
     where = config_path(cfg) or "optimizer"
     node = to_plain(cfg)
     if not isinstance(node, dict) or "type" not in node:
-        raise ConfigError(f"{where}: expected a mapping with a 'type' key. Known optimizer types: {choices_text(OPTIMIZERS)}")
+        raise ConfigError(f"{where}: expected a mapping with a 'type' key. "
+                          f"Known optimizer types: {choices_text(OPTIMIZERS)}")
     paramwise = node.pop("paramwise", None) or {}
     try:
         target = OPTIMIZERS.get(node.pop("type"))
@@ -56,7 +57,8 @@ def build_optimizer(cfg: DictConfig | Mapping, model: nn.Module, lr_scale: float
     if "lr" not in node:
         raise ConfigError(f"{where}: no 'lr' given")
     node["lr"] = float(node["lr"]) * lr_scale
-    check_arguments(param_groups, {"model": model, "lr": 0.0, "weight_decay": 0.0, **paramwise}, where=f"{where}.paramwise")
+    check_arguments(param_groups, {"model": model, "lr": 0.0, "weight_decay": 0.0, **paramwise},
+                    where=f"{where}.paramwise")
     groups = param_groups(model, node["lr"], float(node.get("weight_decay", 0.0)), **paramwise)
     check_arguments(target, {**node, "params": groups}, where=where)
     return target(groups, **node)
@@ -91,7 +93,8 @@ def param_groups(
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     for option, patterns in (("lr_mult", lr_mult), ("decay_mult", decay_mult)):
         _check_patterns(model, names, patterns, f"optimizer.paramwise.{option}")
-    norm_params = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
+    norm_params = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES)
+                   for p in m.parameters(recurse=False)}
     groups: dict[tuple[float, float], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -102,7 +105,8 @@ def param_groups(
         elif name.endswith("bias"):
             decay *= bias_decay_mult
         key = (_best_match(name, lr_mult, 1.0), decay)
-        group = groups.setdefault(key, {"params": [], "lr": lr * key[0], "weight_decay": weight_decay * key[1]})
+        group = groups.setdefault(key, {"params": [], "lr": lr * key[0],
+                                        "weight_decay": weight_decay * key[1]})
         group["params"].append(param)
     if not groups:
         raise ConfigError("the model has no trainable parameters (check train.freeze)")
@@ -112,7 +116,8 @@ def param_groups(
 def describe_groups(optimizer: Optimizer) -> str:
     """One line per parameter group: how many tensors and values, its LR and weight decay."""
     return "; ".join(
-        f"{len(g['params'])} tensors ({sum(p.numel() for p in g['params']):,} values) lr {g.get('initial_lr', g['lr']):.4g} wd {g.get('weight_decay', 0):.3g}"
+        f"{len(g['params'])} tensors ({sum(p.numel() for p in g['params']):,} values) "
+        f"lr {g.get('initial_lr', g['lr']):.4g} wd {g.get('weight_decay', 0):.3g}"
         for g in optimizer.param_groups
     )
 
@@ -131,7 +136,8 @@ def _check_patterns(model: nn.Module, names: Sequence[str], patterns: Mapping[st
     for pattern in patterns:
         if not any(matches(n, pattern) for n in names):
             modules = [n for n, _ in model.named_modules() if n and n.count(".") <= 1]
-            raise ConfigError(f"{where}: '{pattern}' matches no trainable parameter.{did_you_mean(pattern, modules)} "
+            raise ConfigError(f"{where}: '{pattern}' matches no trainable parameter."
+                              f"{did_you_mean(pattern, modules)} "
                               f"Top-level modules: {choices_text(n for n in modules if '.' not in n)}")
 
 
@@ -140,9 +146,10 @@ def lr_scale_for(total_batch_size: int, base_batch_size: int | None) -> float:
     if not base_batch_size:
         return 1.0
     if base_batch_size < 1:
-        raise ConfigError(f"train.base_batch_size: expected a positive number of images, got {base_batch_size}")
+        raise ConfigError("train.base_batch_size: expected a positive number of images, "
+                          f"got {base_batch_size}")
     return total_batch_size / base_batch_size
 
 
-__all__: Sequence[str] = ["build_optimizer", "build_scheduler", "current_lr", "describe_groups", "lr_scale_for",
-                          "matches", "param_groups", "warmup_factor"]
+__all__: Sequence[str] = ["build_optimizer", "build_scheduler", "current_lr", "describe_groups",
+                          "lr_scale_for", "matches", "param_groups", "warmup_factor"]

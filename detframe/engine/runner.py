@@ -40,7 +40,8 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """A loss or gradient became NaN/inf and `nonfinite` is `error` (or too many were skipped)."""
 
 
-def run_length(num_batches: int, accumulate: int, max_epochs: int, max_iters: int | None) -> tuple[int, int, int]:
+def run_length(num_batches: int, accumulate: int, max_epochs: int,
+               max_iters: int | None) -> tuple[int, int, int]:
     """(iterations per epoch, epochs, iterations in all); `max_iters` wins over `max_epochs` when set."""
     iters_per_epoch = math.ceil(num_batches / max(1, accumulate))
     if max_iters:
@@ -80,13 +81,16 @@ class Runner:
 
     def __init__(
         self, model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimizer, scheduler: Any, *,
-        work_dir: str | Path, max_epochs: int = 1, max_iters: int | None = None, val_loader: Iterable | None = None,
-        evaluator: Any = None, hooks: Mapping[str, Hook] | None = None, val_interval: int = 1,
-        device: torch.device | str = "cpu", accumulate: int = 1, clip_grad_norm: float | None = None,
-        amp: torch.dtype | None = None, nonfinite: str = "error", max_skipped: int = 50, channels_last: bool = False,
-        train_module: Callable[[Any], dict[str, torch.Tensor]] | None = None, config: DictConfig | None = None,
+        work_dir: str | Path, max_epochs: int = 1, max_iters: int | None = None,
+        val_loader: Iterable | None = None, evaluator: Any = None, hooks: Mapping[str, Hook] | None = None,
+        val_interval: int = 1, device: torch.device | str = "cpu", accumulate: int = 1,
+        clip_grad_norm: float | None = None, amp: torch.dtype | None = None, nonfinite: str = "error",
+        max_skipped: int = 50, channels_last: bool = False,
+        train_module: Callable[[Any], dict[str, torch.Tensor]] | None = None,
+        config: DictConfig | None = None,
     ) -> None:
-        self.model, self.train_loader, self.optimizer, self.scheduler = model, train_loader, optimizer, scheduler
+        self.model, self.train_loader = model, train_loader
+        self.optimizer, self.scheduler = optimizer, scheduler
         self.val_loader, self.evaluator = val_loader, evaluator
         self.hooks: dict[str, Hook] = dict(hooks or {})
         self.work_dir = Path(work_dir)
@@ -98,14 +102,16 @@ class Runner:
         self.accumulate = max(1, int(accumulate))
         self.iters_per_epoch, self.max_epochs, self.max_iters = run_length(len(train_loader), self.accumulate,
                                                                            max_epochs, max_iters)
-        self.val_interval, self.clip_grad_norm, self.channels_last = int(val_interval), clip_grad_norm, channels_last
+        self.val_interval, self.clip_grad_norm = int(val_interval), clip_grad_norm
+        self.channels_last = channels_last
         if nonfinite not in ("error", "skip"):
             raise ValueError(f"nonfinite: expected 'error' or 'skip', got {nonfinite!r}")
         self.nonfinite, self.max_skipped = nonfinite, int(max_skipped)
         self.amp_dtype = amp
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp is torch.float16)
-        if self.scaler.is_enabled():  # the scaler skips steps with inf gradients by design; torch warns about it
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
+        if self.scaler.is_enabled():  # the scaler skips steps with inf gradients by design; torch warns
+            warnings.filterwarnings(
+                "ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.train_module = train_module if train_module is not None else model.loss
         self.batch_size = _batch_size(train_loader)
@@ -149,9 +155,9 @@ class Runner:
             TrainingInterrupted: SIGTERM/SIGINT (or `request_stop`) arrived; a checkpoint was saved.
         """
         log.info("training %s on %s x%d: %d epochs x %d iterations (%d in all), batch %d x %d processes x %d "
-                 "accumulated = %d, output %s", type(self.model).__name__, self.device, self.world_size, self.max_epochs,
-                 self.iters_per_epoch, self.max_iters, self.batch_size, self.world_size, self.accumulate,
-                 self.total_batch_size, self.work_dir)
+                 "accumulated = %d, output %s", type(self.model).__name__, self.device, self.world_size,
+                 self.max_epochs, self.iters_per_epoch, self.max_iters, self.batch_size, self.world_size,
+                 self.accumulate, self.total_batch_size, self.work_dir)
         with logging_redirect_tqdm(loggers=[logging.getLogger()]), self.stop:
             self.call_hooks("before_train")
             for self.epoch in range(self.epoch, self.max_epochs):
@@ -189,7 +195,8 @@ class Runner:
                 self.data_time, iter_start = 0.0, end
             batch = self._to_device(batch)
             self.data_time += time.perf_counter() - end
-            group_losses.append(self._forward_backward(batch, group_size, last=self.step + 1 == group_begin + group_size))
+            last = self.step + 1 == group_begin + group_size
+            group_losses.append(self._forward_backward(batch, group_size, last=last))
             if len(group_losses) == group_size:
                 values = self._optimizer_step(group_losses)
                 self.iter += 1
@@ -227,12 +234,16 @@ class Runner:
         else:
             norm = total_norm([p.grad for p in self.params if p.grad is not None])
         names = list(group_losses[0])
-        means = torch.stack([torch.stack([l[k].detach().float() for k in names]) for l in group_losses]).mean(0)
-        *terms, self.grad_norm = torch.cat([means, norm.detach().float().reshape(1).to(means.device)]).tolist()  # one sync
+        means = torch.stack([torch.stack([losses[k].detach().float() for k in names])
+                             for losses in group_losses]).mean(0)
+        # One device-to-host copy for the loss terms and the gradient norm together.
+        norm = norm.detach().float().reshape(1).to(means.device)
+        *terms, self.grad_norm = torch.cat([means, norm]).tolist()
         values = dict(zip(names, terms))
         values["loss"] = sum(terms)
         # With fp16 the GradScaler handles inf gradients (it skips the step and lowers its scale).
-        bad = not all(map(math.isfinite, terms)) or (not self.scaler.is_enabled() and not math.isfinite(self.grad_norm))
+        bad = not all(map(math.isfinite, terms)) or (
+            not self.scaler.is_enabled() and not math.isfinite(self.grad_norm))
         self.stepped = not (bad and self._handle_nonfinite(values))
         if self.stepped:
             self.scaler.step(self.optimizer)
@@ -246,14 +257,16 @@ class Runner:
         where = f"epoch {self.epoch + 1} iteration {self.iter + 1} (batch {self.step + 1} of the epoch)"
         terms = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         if self.nonfinite != "skip":
-            raise NonFiniteLossError(f"{where}: non-finite loss or gradient: {terms}, grad_norm={self.grad_norm:.4g}. "
-                                     "Lower optimizer.lr, set train.clip_grad_norm, check the data, or set train.nonfinite=skip")
+            raise NonFiniteLossError(f"{where}: non-finite loss or gradient: {terms}, "
+                                     f"grad_norm={self.grad_norm:.4g}. Lower optimizer.lr, set "
+                                     "train.clip_grad_norm, check the data, or set train.nonfinite=skip")
         self.skipped += 1
         self._skipped_in_row += 1
-        log.warning("%s: non-finite %s, grad_norm=%.4g: step skipped (%d so far)", where, terms, self.grad_norm, self.skipped)
+        log.warning("%s: non-finite %s, grad_norm=%.4g: step skipped (%d so far)", where, terms,
+                    self.grad_norm, self.skipped)
         if self._skipped_in_row > self.max_skipped:
-            raise NonFiniteLossError(f"{where}: {self._skipped_in_row} non-finite steps in a row (train.max_skipped="
-                                     f"{self.max_skipped}): training has diverged")
+            raise NonFiniteLossError(f"{where}: {self._skipped_in_row} non-finite steps in a row "
+                                     f"(train.max_skipped={self.max_skipped}): training has diverged")
         return True
 
     def _interrupted(self) -> None:
@@ -261,13 +274,15 @@ class Runner:
         self.call_hooks("after_train")
         hint = f"resume=auto (or resume={path})" if path is not None else "resume=auto"
         raise TrainingInterrupted(
-            f"stopped by {self.stop.requested} at epoch {self.epoch + 1}, iteration {self.iter} (batch {self.step + 1} of "
-            f"{len(self.train_loader)}); checkpoint saved. To continue, run the same command with {hint}",
+            f"stopped by {self.stop.requested} at epoch {self.epoch + 1}, iteration {self.iter} "
+            f"(batch {self.step + 1} of {len(self.train_loader)}); checkpoint saved. "
+            f"To continue, run the same command with {hint}",
             self.stop.exit_code)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Predict on the whole val set and compute the evaluator's metrics (hooks get them in `after_eval`)."""
+        """Predict on the whole val set and compute the evaluator's metrics (hooks get them in
+        `after_eval`)."""
         start = time.perf_counter()
         self.call_hooks("before_eval")
         self.metrics = run_evaluation(self.eval_model, self.val_loader, self.evaluator, self.device)
@@ -275,9 +290,10 @@ class Runner:
         log.info("evaluation after epoch %d (%d images, %.1fs):\n%s\n%s", self.epoch + 1,
                  len(getattr(self.val_loader, "dataset", self.val_loader)), time.perf_counter() - start,
                  format_metrics(self.metrics), text)
-        if self.is_main and hasattr(self.evaluator, "write_reports"):  # tables and curves; PNG plots at the end
-            self.evaluator.write_reports(self.work_dir / "eval", {"epoch": self.epoch + 1, "iteration": self.iter},
-                                         tensorboard_writer(self), self.iter, plots=self.epoch + 1 >= self.max_epochs)
+        if self.is_main and hasattr(self.evaluator, "write_reports"):  # tables, curves; PNG plots at the end
+            info = {"epoch": self.epoch + 1, "iteration": self.iter}
+            self.evaluator.write_reports(self.work_dir / "eval", info, tensorboard_writer(self), self.iter,
+                                         plots=self.epoch + 1 >= self.max_epochs)
         self.call_hooks("after_eval", metrics=self.metrics)
         self.model.train()
         return self.metrics

@@ -24,14 +24,16 @@ from ..errors import ConfigError
 from ..registry import SCHEDULERS
 
 
-def build_scheduler(cfg: DictConfig | Mapping, optimizer: Optimizer, iters_per_epoch: int, total_iters: int) -> LambdaLR:
+def build_scheduler(cfg: DictConfig | Mapping, optimizer: Optimizer, iters_per_epoch: int,
+                    total_iters: int) -> LambdaLR:
     """The `scheduler` config; every schedule gets the optimizer and the length of training.
 
     Args:
         iters_per_epoch: optimizer steps per epoch.
         total_iters: optimizer steps of the whole run (`train.max_iters`, or epochs x iters_per_epoch).
     """
-    return SCHEDULERS.build(cfg, optimizer=optimizer, iters_per_epoch=iters_per_epoch, total_iters=total_iters)
+    return SCHEDULERS.build(cfg, optimizer=optimizer, iters_per_epoch=iters_per_epoch,
+                            total_iters=total_iters)
 
 
 def warmup_factor(it: int, kind: str, iters: int, ratio: float) -> float:
@@ -134,8 +136,8 @@ def YOLOXCosineLR(
     warm = int(round(warmup_epochs * iters_per_epoch))
     flat = no_aug_epochs * iters_per_epoch
     if warm + flat >= total_iters:
-        raise ConfigError(f"scheduler: warmup_epochs ({warmup_epochs}) + no_aug_epochs ({no_aug_epochs}) leave no "
-                          f"cosine phase in {total_iters} iterations; shorten them or train longer")
+        raise ConfigError(f"scheduler: warmup_epochs ({warmup_epochs}) + no_aug_epochs ({no_aug_epochs}) "
+                          f"leave no cosine phase in {total_iters} iterations; shorten them or train longer")
 
     def factor(it: int) -> float:
         if it < warm:
@@ -156,8 +158,10 @@ def restore_position(scheduler: LambdaLR, state: dict[str, Any]) -> None:
     the saved iteration on. The optimizer's `lr` is set to what the schedule gives there.
     """
     scheduler.last_epoch = int(state["last_epoch"])
-    scheduler._step_count = int(state.get("_step_count", scheduler.last_epoch + 1))  # silences LambdaLR's order warning
-    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+    # silences LambdaLR's order warning
+    scheduler._step_count = int(state.get("_step_count", scheduler.last_epoch + 1))
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs,
+                                   scheduler.lr_lambdas):
         group["initial_lr"] = base
         group["lr"] = base * factor(scheduler.last_epoch)
     scheduler._last_lr = [g["lr"] for g in scheduler.optimizer.param_groups]

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import ConfigError
 from ..dist import get_world_size, is_distributed, local_rank
+from ..errors import ConfigError
 
 log = logging.getLogger("detframe")
 
@@ -28,7 +28,8 @@ def select_device(name: str) -> torch.device:
         return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"runtime.device: '{name}' asked for, but CUDA is not available here (use auto or cpu)")
+        raise ConfigError(f"runtime.device: '{name}' asked for, but CUDA is not available here "
+                          "(use auto or cpu)")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank())  # one GPU per process under torchrun
     return device
@@ -61,7 +62,8 @@ def parse_amp(value: object, device: torch.device) -> torch.dtype | None:
         raise ConfigError(f"runtime.amp: expected off, fp16 or bf16, got '{value}'")
     dtype = AMP_DTYPES[text]
     if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"runtime.amp=bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; use fp16")
+        raise ConfigError(f"runtime.amp=bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; "
+                          "use fp16")
     return dtype
 
 
@@ -100,5 +102,6 @@ def train_module(model: nn.Module, device: torch.device, compile_model: bool = F
         model.compile()
     if not is_distributed():
         return model.loss
-    return DistributedDataParallel(LossModule(model), device_ids=[device.index] if device.type == "cuda" else None,
+    return DistributedDataParallel(LossModule(model),
+                                   device_ids=[device.index] if device.type == "cuda" else None,
                                    find_unused_parameters=find_unused_parameters)

@@ -19,7 +19,14 @@ from torch import nn
 from .. import __version__
 from ..dist import all_gather_object
 from ..errors import UserError
-from .checkpoint import inference_weights, link_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    inference_weights,
+    link_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .schedules import restore_position
 
 if TYPE_CHECKING:
@@ -35,7 +42,8 @@ def run_state(runner: Runner) -> dict[str, Any]:
     """Everything needed to continue exactly; a collective in distributed runs (RNGs of every rank)."""
     # Mid-epoch: the batches of this epoch done so far; between epochs (after_epoch, or after train()
     # returned, when `epoch` is max_epochs): the epochs completed.
-    epoch, step = (runner.epoch, runner.step + 1) if runner.in_epoch else (min(runner.epoch + 1, runner.max_epochs), 0)
+    epoch, step = ((runner.epoch, runner.step + 1) if runner.in_epoch
+                   else (min(runner.epoch + 1, runner.max_epochs), 0))
     return {
         "model": runner.model.state_dict(),
         "ema": runner.ema.state_dict() if runner.ema is not None else None,
@@ -50,8 +58,9 @@ def run_state(runner: Runner) -> dict[str, Any]:
         "metrics": dict(runner.metrics),
         "rng": all_gather_object(rng_state()),  # one entry per rank
         "config": OmegaConf.to_yaml(runner.config, resolve=True) if runner.config is not None else None,
-        "meta": {"detframe": __version__, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "world_size": runner.world_size,
-                 "batch_size": runner.batch_size, "accumulate": runner.accumulate},
+        "meta": {"detframe": __version__, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                 "world_size": runner.world_size, "batch_size": runner.batch_size,
+                 "accumulate": runner.accumulate},
     }
 
 
@@ -72,22 +81,26 @@ def resume_run(runner: Runner, path: str | Path) -> None:
     state = load_checkpoint(path)
     missing = [k for k in ("model", "optimizer", "scheduler", "epoch", "iter") if k not in state]
     if missing:
-        raise UserError(f"resume={path}: not a training checkpoint (no {', '.join(missing)}); use load_from= for weights only")
+        raise UserError(f"resume={path}: not a training checkpoint (no {', '.join(missing)}); "
+                        "use load_from= for weights only")
     if runner.config is not None:
         _report_config_changes(state.get("config"), runner.config)
     try:
         runner.model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise UserError(f"resume={path}: the saved weights do not fit this model ({str(e).splitlines()[1].strip()}); "
-                        "was it trained with another model config? Use load_from= to fine-tune from it") from None
+        raise UserError(f"resume={path}: the saved weights do not fit this model "
+                        f"({str(e).splitlines()[1].strip()}); was it trained with another model config? "
+                        "Use load_from= to fine-tune from it") from None
     _restore_optimization(runner, state, path)
     if runner.ema is not None:
         if state.get("ema"):
             runner.ema.load_state_dict(state["ema"])
         else:
-            log.warning("resume=%s: the checkpoint has no EMA weights; the EMA starts from the current weights", path)
+            log.warning("resume=%s: the checkpoint has no EMA weights; the EMA starts from the current "
+                        "weights", path)
             runner.ema.module.load_state_dict(runner.model.state_dict())
-    runner.epoch, runner.iter, runner.skipped = int(state["epoch"]), int(state["iter"]), int(state.get("skipped", 0))
+    runner.epoch, runner.iter, runner.skipped = (int(state["epoch"]), int(state["iter"]),
+                                                 int(state.get("skipped", 0)))
     runner.start_step = _convert_step(runner, int(state.get("step", 0)), state.get("meta", {}))
     runner.metrics = dict(state.get("metrics", {}))
     for name, hook_state in state.get("hooks", {}).items():
@@ -97,8 +110,9 @@ def resume_run(runner: Runner, path: str | Path) -> None:
     log.info("resumed from %s: %d epochs and %d iterations done%s", path, runner.epoch, runner.iter,
              f" (+{runner.start_step} batches of epoch {runner.epoch + 1})" if runner.start_step else "")
     if runner.iter >= runner.max_iters:
-        log.warning("the checkpoint has already done %d of %d iterations (train.max_epochs=%d): nothing left to train; "
-                    "raise train.max_epochs to continue", runner.iter, runner.max_iters, runner.max_epochs)
+        log.warning("the checkpoint has already done %d of %d iterations (train.max_epochs=%d): nothing left "
+                    "to train; raise train.max_epochs to continue", runner.iter, runner.max_iters,
+                    runner.max_epochs)
 
 
 def _restore_optimization(runner: Runner, state: dict[str, Any], path: str | Path) -> None:
@@ -107,8 +121,9 @@ def _restore_optimization(runner: Runner, state: dict[str, Any], path: str | Pat
     try:
         optimizer.load_state_dict(state["optimizer"])
     except ValueError as e:
-        raise UserError(f"resume={path}: the optimizer's parameter groups differ from the checkpoint's ({e}); "
-                        "were optimizer.paramwise or train.freeze changed? Use load_from= to start a new optimizer") from None
+        raise UserError(f"resume={path}: the optimizer's parameter groups differ from the checkpoint's "
+                        f"({e}); were optimizer.paramwise or train.freeze changed? Use load_from= to start "
+                        "a new optimizer") from None
     for group, setting in zip(optimizer.param_groups, settings):
         group.update(setting)  # settings (lr, weight decay, betas ...) come from the config
     restore_position(runner.scheduler, state["scheduler"])
@@ -164,7 +179,8 @@ def _report_config_changes(saved: str | None, cfg: DictConfig) -> None:
     before = _flatten(OmegaConf.to_container(OmegaConf.create(saved), resolve=False))
     after = _flatten(OmegaConf.to_container(cfg, resolve=True))
     changed = [k for k in sorted(set(before) | set(after))
-               if before.get(k, "<unset>") != after.get(k, "<unset>") and k.split(".")[0] not in _IGNORED_CHANGES]
+               if before.get(k, "<unset>") != after.get(k, "<unset>")
+               and k.split(".")[0] not in _IGNORED_CHANGES]
     if changed:
         log.info("resume: settings changed since the checkpoint (they apply from here on): %s",
                  "; ".join(f"{k}: {before.get(k, '<unset>')} -> {after.get(k, '<unset>')}" for k in changed))
