@@ -9,7 +9,8 @@
 2. Whether the loader with 2 workers is the bottleneck of an SSD300 (VGG16) training step here: the
    loader's rate alone, the step's rate alone, and the time a training loop waits for data.
 
-    python benchmarks/data_pipeline.py [--root ../shared/datasets/raccoon] [--repeats 7] [--batch 8] [--steps 4]
+    python benchmarks/data_pipeline.py [--root ../shared/datasets/raccoon] [--repeats 7] [--batch 8]
+                                       [--steps 4]
 """
 from __future__ import annotations
 
@@ -44,24 +45,30 @@ def decode(path) -> np.ndarray:
 
 def albu_ssd(size: int) -> A.Compose:
     photometric = A.RandomOrder([
-        A.RandomBrightnessContrast(brightness_limit=32 / 255, contrast_limit=0, brightness_by_max=True, p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=32 / 255, contrast_limit=0, brightness_by_max=True,
+                                   p=0.5),
         A.RandomBrightnessContrast(brightness_limit=0, contrast_limit=(-0.5, 0.5), p=0.5),
         A.ColorJitter(brightness=0, contrast=0, saturation=(0.5, 1.5), hue=0, p=0.5),
         A.HueSaturationValue(hue_shift_limit=18, sat_shift_limit=0, val_shift_limit=0, p=0.5),
     ], n=4, p=1.0)
     return A.Compose([
         photometric,
-        A.Affine(scale=(0.25, 1.0), keep_ratio=True, translate_percent=(-0.3, 0.3), fill=MEAN, p=0.5),  # ~ Expand
-        A.RandomSizedBBoxSafeCrop(height=size, width=size, erosion_rate=0.0, p=1.0),  # ~ min-IoU crop + resize
+        A.Affine(scale=(0.25, 1.0), keep_ratio=True, translate_percent=(-0.3, 0.3), fill=MEAN,
+                 p=0.5),  # ~ Expand
+        A.RandomSizedBBoxSafeCrop(height=size, width=size, erosion_rate=0.0,
+                                  p=1.0),  # ~ min-IoU crop + resize
         A.HorizontalFlip(p=0.5),
     ], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.0))
 
 
 def albu_yolo(size: int) -> tuple[A.Compose, A.Compose]:
-    load = A.Compose([A.LongestMaxSize(max_size=size, p=1.0)], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]))
+    load = A.Compose([A.LongestMaxSize(max_size=size, p=1.0)],
+                     bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]))
     main = A.Compose([
-        A.Mosaic(grid_yx=(2, 2), target_size=(size, size), cell_shape=(size, size), fit_mode="contain", fill=114, p=1.0),
-        A.Affine(scale=(0.5, 1.5), translate_percent=(-0.1, 0.1), rotate=(-10, 10), shear=(-2, 2), fill=114, p=1.0),
+        A.Mosaic(grid_yx=(2, 2), target_size=(size, size), cell_shape=(size, size), fit_mode="contain",
+                 fill=114, p=1.0),
+        A.Affine(scale=(0.5, 1.5), translate_percent=(-0.1, 0.1), rotate=(-10, 10), shear=(-2, 2),
+                 fill=114, p=1.0),
         A.HueSaturationValue(hue_shift_limit=5, sat_shift_limit=30, val_shift_limit=30, p=1.0),
         A.HorizontalFlip(p=0.5),
         A.LongestMaxSize(max_size=size, p=1.0),
@@ -117,12 +124,13 @@ def compare(name: str, ours, baseline, indices, repeats: int) -> None:
     ratio = statistics.median(r[0] / r[1] for r in rounds)
     print(f"{name:<5} pipeline, 1 process, decode included: detframe {m_ours:6.1f} img/s   "
           f"albumentations baseline {m_base:6.1f} img/s   ratio {ratio:.2f}x (median of {repeats} rounds of "
-          f"{len(indices)} images, alternating image by image; round ratios {min(r[0] / r[1] for r in rounds):.2f}-"
-          f"{max(r[0] / r[1] for r in rounds):.2f})")
+          f"{len(indices)} images, alternating image by image; round ratios "
+          f"{min(r[0] / r[1] for r in rounds):.2f}-{max(r[0] / r[1] for r in rounds):.2f})")
 
 
 def pipelines(root: str, repeats: int, count: int) -> None:
-    ssd = VOCDetection(root, "train", class_names=["raccoon"], transforms=build_pipeline(pipeline("ssd300", 300)))
+    ssd = VOCDetection(root, "train", class_names=["raccoon"],
+                       transforms=build_pipeline(pipeline("ssd300", 300)))
     yolo_cfg = pipeline("yolo", 640)
     yolo = VOCDetection(root, "train", class_names=["raccoon"], transforms=build_pipeline(yolo_cfg))
     mixup_p = next(t["p"] for t in yolo_cfg if t["type"] == "MixUp")
@@ -130,7 +138,8 @@ def pipelines(root: str, repeats: int, count: int) -> None:
     indices = list(range(min(count, len(ssd))))
     rng = np.random.default_rng(0)
     compare("SSD", lambda i: ssd[SampleKey(i, i)], base.ssd_sample, indices, repeats)
-    compare("YOLO", lambda i: yolo[SampleKey(i, i)], lambda i: base.yolo_sample(i, rng), indices[: max(8, count // 2)], repeats)
+    compare("YOLO", lambda i: yolo[SampleKey(i, i)], lambda i: base.yolo_sample(i, rng),
+            indices[: max(8, count // 2)], repeats)
 
 
 def loader_vs_step(root: str, batch: int, steps: int, workers: int) -> None:
@@ -138,7 +147,8 @@ def loader_vs_step(root: str, batch: int, steps: int, workers: int) -> None:
 
     cfg = compose(["model=ssd300_vgg16", "data=raccoon", f"data.root={root}", "pipeline=ssd300",
                                        "pipeline.size=300"])
-    dataset = VOCDetection(root, "train", class_names=["raccoon"], transforms=build_pipeline(pipeline("ssd300", 300)))
+    dataset = VOCDetection(root, "train", class_names=["raccoon"],
+                           transforms=build_pipeline(pipeline("ssd300", 300)))
     loader = build_dataloader(dataset, batch, workers, train=True, size_divisor=1)
     # 1. the loader alone
     it = iter(loader)
@@ -180,8 +190,8 @@ def loader_vs_step(root: str, batch: int, steps: int, workers: int) -> None:
             waits.append(waited)
             computes.append(time.perf_counter() - start)
     wait = statistics.median(waits)
-    print(f"SSD300-VGG16 training step, batch {batch}, {torch.get_num_threads()} threads: {step_time:.2f} s = "
-          f"{batch / step_time:.1f} img/s")
+    print(f"SSD300-VGG16 training step, batch {batch}, {torch.get_num_threads()} threads: "
+          f"{step_time:.2f} s = {batch / step_time:.1f} img/s")
     print(f"loader alone, {workers} workers, ssd300 pipeline: {loader_rate:.1f} img/s "
           f"({loader_rate / (batch / step_time):.0f}x what the step consumes)")
     print(f"training loop with that loader: median wait for a batch {wait * 1000:.1f} ms per step "
@@ -190,7 +200,8 @@ def loader_vs_step(root: str, batch: int, steps: int, workers: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=str(REPO.parent / "shared" / "datasets" / "raccoon"))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--images", type=int, default=40, help="images per timed round (YOLO: half)")

@@ -1,6 +1,6 @@
 """Evaluation speed: detframe's COCO and VOC evaluation against their references, on one generated set.
 
-    python benchmarks/eval_speed.py                     # 5,000 images, ~7 objects and 100 detections each, 80 classes
+    python benchmarks/eval_speed.py    # 5,000 images, ~7 objects and 100 detections each, 80 classes
     python benchmarks/eval_speed.py --images 500 --repeats 1    # a quick look
 
 COCO: our CocoEvaluator (backend detframe) against pycocotools' COCOeval (loadRes + evaluate + accumulate +
@@ -89,8 +89,9 @@ def main() -> None:
                                dets_per_image=args.dets, crowd_fraction=0.01, seed=0)
     results = to_coco_results(preds)
     dataset = Dataset(gt)
-    print(f"set: {len(gt['images'])} images, {len(gt['annotations'])} ground-truth boxes, {len(preds)} detections, "
-          f"{len(gt['categories'])} categories; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"set: {len(gt['images'])} images, {len(gt['annotations'])} ground-truth boxes, "
+          f"{len(preds)} detections, {len(gt['categories'])} categories; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     try:
         import faster_coco_eval  # noqa: F401
         fast = True
@@ -105,12 +106,15 @@ def main() -> None:
         times["detframe"].append(t)
         ref, t = pycocotools_run(gt, results, "pycocotools")
         times["pycocotools"].append(t)
-        diffs["detframe"] = max(diffs["detframe"], max(abs(metrics[f"coco/{k}"] - v) for k, v in zip(COCO_METRICS, ref)))
+        diffs["detframe"] = max(diffs["detframe"],
+                                max(abs(metrics[f"coco/{k}"] - v) for k, v in zip(COCO_METRICS, ref)))
         if fast:
             theirs, t = pycocotools_run(gt, results, "faster_coco_eval")
             times["faster_coco_eval"].append(t)
-            diffs["faster_coco_eval"] = max(diffs["faster_coco_eval"], max(abs(a - b) for a, b in zip(theirs, ref)))
-        print(f"  run {r + 1}: detframe {times['detframe'][-1]:.2f}s  pycocotools {times['pycocotools'][-1]:.2f}s"
+            diffs["faster_coco_eval"] = max(diffs["faster_coco_eval"],
+                                            max(abs(a - b) for a, b in zip(theirs, ref)))
+        print(f"  run {r + 1}: detframe {times['detframe'][-1]:.2f}s  "
+              f"pycocotools {times['pycocotools'][-1]:.2f}s"
               + (f"  faster_coco_eval {times['faster_coco_eval'][-1]:.2f}s" if fast else ""), flush=True)
     base = statistics.median(times["pycocotools"])
     print(f"COCO (median of {args.repeats}): pycocotools {base:.2f}s")
@@ -125,7 +129,8 @@ def main() -> None:
 
 
 def voc(gt: dict, preds, dataset: Dataset, repeats: int) -> None:
-    dets = list(zip(preds.image_id.tolist(), preds.category_id.tolist(), preds.bbox.tolist(), preds.score.tolist()))
+    dets = list(zip(preds.image_id.tolist(), preds.category_id.tolist(), preds.bbox.tolist(),
+                    preds.score.tolist()))
     class_ids = sorted(c["id"] for c in gt["categories"])
     image_ids = sorted(i["id"] for i in gt["images"])
     for metric in ("voc07", "voc12"):
@@ -142,8 +147,8 @@ def voc(gt: dict, preds, dataset: Dataset, repeats: int) -> None:
                 raise SystemExit(f"{metric}: classes without AP differ from the reference")
             diff = max(diff, float(np.max(np.abs(ev.result.ap[both] - ref_ap[both]))))
         a, b = statistics.median(ours_t), statistics.median(ref_t)
-        print(f"VOC {metric} (median of {repeats}): reference {b:.2f}s, detframe {a:.2f}s: {b / a:.1f}x faster, "
-              f"max difference of the per-class APs {diff:.3g}")
+        print(f"VOC {metric} (median of {repeats}): reference {b:.2f}s, detframe {a:.2f}s: "
+              f"{b / a:.1f}x faster, max difference of the per-class APs {diff:.3g}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     python benchmarks/models.py --models ssdlite320_mobilenet_v3_large --batch 4 --rounds 11
     python benchmarks/models.py --device cuda --amp fp16 --batch 8   # GPU with autocast (both sides)
     python benchmarks/models.py --channels-last                  # NHWC on both sides
-    python benchmarks/models.py --skip-speed --skip-flops --channels-last-gain --rounds 7   # NHWC vs NCHW, every config
+    python benchmarks/models.py --skip-speed --skip-flops --channels-last-gain --rounds 7
+                                                                 # NHWC vs NCHW, every config
     python benchmarks/models.py --skip-speed                     # parameters and FLOPs only
 
 For each detector torchvision also has (SSD300-VGG16, SSDLite320-MobileNetV3-Large, RetinaNet-R50-FPN)
@@ -50,8 +51,8 @@ PAIRS = {
 # Every model config and the input size it is usually run at (h, w), for parameters and FLOPs.
 SIZES = {
     "ssd300_vgg16": (300, 300), "ssd512_vgg16": (512, 512), "ssdlite_mobilenetv3": (320, 320),
-    "ssdlite_mobilenetv3_small": (256, 256), "retinanet_r50_fpn": (800, 1216), "retinanet_r18_fpn": (800, 1216),
-    "yolov3_d53": (608, 608), "yolov3_d53_small": (320, 320),
+    "ssdlite_mobilenetv3_small": (256, 256), "retinanet_r50_fpn": (800, 1216),
+    "retinanet_r18_fpn": (800, 1216), "yolov3_d53": (608, 608), "yolov3_d53_small": (320, 320),
 }
 
 
@@ -65,7 +66,8 @@ def make_pair(arch: str, device: torch.device) -> tuple[torch.nn.Module, torch.n
     """torchvision's model (random weights, nothing downloaded) and ours with the same weights."""
     size, kwargs = PAIRS[arch]
     torch.manual_seed(0)
-    theirs = getattr(detection, arch)(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + arch.startswith("ssd"), **kwargs)
+    theirs = getattr(detection, arch)(weights=None, weights_backbone=None,
+                                      num_classes=NUM_CLASSES + arch.startswith("ssd"), **kwargs)
     name, overrides = EQUIVALENTS[arch]
     ours = compose_model(name, overrides)
     load_torchvision(ours, theirs.state_dict(), arch)
@@ -80,11 +82,11 @@ def make_inputs(size: int, batch: int, device: torch.device) -> tuple[Batch, lis
     xy = torch.rand(batch, 3, 2, generator=g) * size * 0.6
     boxes = torch.cat([xy, xy + torch.rand(batch, 3, 2, generator=g) * size * 0.35 + 10], -1)
     labels = torch.randint(0, NUM_CLASSES, (batch, 3), generator=g)
-    targets = [Instances(b, l, torch.zeros(3, dtype=torch.bool)) for b, l in zip(boxes, labels)]
+    targets = [Instances(b, lab, torch.zeros(3, dtype=torch.bool)) for b, lab in zip(boxes, labels)]
     ours = Batch(images, targets, [(size, size)] * batch, [(size, size)] * batch, list(range(batch)),
                  [(1.0, 1.0)] * batch, [(0.0, 0.0)] * batch).to(device)
     theirs = [im.to(device).float() / 255 for im in images]
-    return ours, theirs, [{"boxes": b.to(device), "labels": l.to(device)} for b, l in zip(boxes, labels)]
+    return ours, theirs, [{"boxes": b.to(device), "labels": lab.to(device)} for b, lab in zip(boxes, labels)]
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -103,8 +105,8 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
-def step_fns(model: torch.nn.Module, loss: Callable[[], dict], infer: Callable[[], object], device: torch.device,
-             amp: str) -> tuple[Callable[[], None], Callable[[], None]]:
+def step_fns(model: torch.nn.Module, loss: Callable[[], dict], infer: Callable[[], object],
+             device: torch.device, amp: str) -> tuple[Callable[[], None], Callable[[], None]]:
     """(training step, inference) closures: SGD on the summed losses, with a GradScaler under fp16."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -150,11 +152,14 @@ def compare(arch: str, args: argparse.Namespace, device: torch.device) -> None:
     theirs, ours = make_pair(arch, device)
     batch, images, targets = make_inputs(PAIRS[arch][0], args.batch, device)
     if args.channels_last:  # both sides, weights and inputs
-        theirs, ours = theirs.to(memory_format=torch.channels_last), ours.to(memory_format=torch.channels_last)
+        theirs, ours = (theirs.to(memory_format=torch.channels_last),
+                        ours.to(memory_format=torch.channels_last))
         batch = replace(batch, images=batch.images.contiguous(memory_format=torch.channels_last))
         # torchvision's transform stacks its images into a new (contiguous) tensor: only its weights change
-    our_train, our_infer = step_fns(ours, lambda: ours.loss(batch), lambda: ours.predict(batch), device, args.amp)
-    their_train, their_infer = step_fns(theirs, lambda: theirs(images, targets), lambda: theirs(images), device, args.amp)
+    our_train, our_infer = step_fns(ours, lambda: ours.loss(batch), lambda: ours.predict(batch),
+                                    device, args.amp)
+    their_train, their_infer = step_fns(theirs, lambda: theirs(images, targets), lambda: theirs(images),
+                                        device, args.amp)
     for kind, mine, ref in (("train step", our_train, their_train), ("inference", our_infer, their_infer)):
         for _ in range(args.warmup):
             mine(), ref()
@@ -165,7 +170,8 @@ def compare(arch: str, args: argparse.Namespace, device: torch.device) -> None:
               f"of medians {s['medians']:.3f}, of fastest {s['fastest']:.3f})", flush=True)
 
 
-def alternate(first: Callable[[], None], second: Callable[[], None], rounds: int, device: torch.device) -> dict[str, float]:
+def alternate(first: Callable[[], None], second: Callable[[], None], rounds: int,
+              device: torch.device) -> dict[str, float]:
     """Time two closures in alternating order for `rounds` rounds; paired_summary of first / second."""
     times: tuple[list[float], list[float]] = ([], [])
     for r in range(rounds):
@@ -195,8 +201,9 @@ def channels_last_gain(args: argparse.Namespace, device: torch.device) -> None:
             for _ in range(args.warmup):
                 first(), second()
             s = alternate(first, second, args.rounds, device)
-            print(f"{name:28s} {side:>4d}px  {kind:10s} {s['first'] * 1e3:7.1f}ms {s['second'] * 1e3:7.1f}ms  "
-                  f"{s['paired']:.3f} ({s['low']:.3f}-{s['high']:.3f})", flush=True)
+            print(f"{name:28s} {side:>4d}px  {kind:10s} {s['first'] * 1e3:7.1f}ms "
+                  f"{s['second'] * 1e3:7.1f}ms  {s['paired']:.3f} ({s['low']:.3f}-{s['high']:.3f})",
+                  flush=True)
 
 
 def count(name: str, size: tuple[int, int]) -> tuple[float, float]:
@@ -223,8 +230,10 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs on both sides")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--channels-last-gain", action="store_true",
-                        help="also time every model config NHWC against NCHW (the runtime.channels_last default)")
-    parser.add_argument("--gain-size", type=int, default=512, help="largest input side for --channels-last-gain")
+                        help="also time every model config NHWC against NCHW "
+                             "(the runtime.channels_last default)")
+    parser.add_argument("--gain-size", type=int, default=512,
+                        help="largest input side for --channels-last-gain")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-flops", action="store_true")
     args = parser.parse_args()
@@ -233,8 +242,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
-    print(f"torch {torch.__version__}, device {device}, amp {args.amp}, channels_last {args.channels_last}, {torch.get_num_threads()} threads, "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"torch {torch.__version__}, device {device}, amp {args.amp}, channels_last {args.channels_last}, "
+          f"{torch.get_num_threads()} threads, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if not args.skip_speed:
         for arch in args.models:
             compare(arch, args, device)

@@ -1,8 +1,8 @@
 """Time per iteration of the Runner's training loop against a bare PyTorch loop on the same model, data
 and batch, in the same process (interleaved, repeated, medians). Target: overhead <= 5%.
 
-    python benchmarks/train_loop.py                      # CPU: the default experiment's model, 256 px, batch 8
-    python benchmarks/train_loop.py --cuda-matrix        # CUDA: SSD300 with AMP off/fp16/bf16 x channels_last
+    python benchmarks/train_loop.py                     # CPU: the default experiment's model, 256 px, batch 8
+    python benchmarks/train_loop.py --cuda-matrix       # CUDA: SSD300 with AMP off/fp16/bf16 x channels_last
 
 The runner side is `Runner.train_one_epoch` with its per-iteration hooks (logger with TensorBoard every
 `train.log_interval` iterations, as in the default config); the bare side is the minimal loop anyone
@@ -45,13 +45,15 @@ class InMemory(Dataset):
 
 
 def build(args: argparse.Namespace, data_root: Path, work_dir: Path, amp: str, channels_last: bool) -> Runner:
-    overrides = [f"data.root={data_root}", f"model={args.model}", f"pipeline.size={args.size}", f"data.batch_size={args.batch}",
-                 "data.num_workers=0", f"runtime.amp={amp}", f"runtime.channels_last={str(channels_last).lower()}",
-                 f"runtime.device={args.device}", "hooks.progress=null", "train.max_epochs=1000", *args.overrides]
+    overrides = [f"data.root={data_root}", f"model={args.model}", f"pipeline.size={args.size}",
+                 f"data.batch_size={args.batch}", "data.num_workers=0", f"runtime.amp={amp}",
+                 f"runtime.channels_last={str(channels_last).lower()}", f"runtime.device={args.device}",
+                 "hooks.progress=null", "train.max_epochs=1000", *args.overrides]
     runner = build_runner(compose(overrides), work_dir)
     cached = InMemory(runner.train_loader.dataset, args.iters * args.batch)
     runner.train_loader = DataLoader(cached, batch_size=args.batch, shuffle=True, drop_last=True,
-                                     collate_fn=runner.train_loader.collate_fn, pin_memory=runner.device.type == "cuda")
+                                     collate_fn=runner.train_loader.collate_fn,
+                                     pin_memory=runner.device.type == "cuda")
     runner.call_hooks("before_train")
     return runner
 
@@ -106,12 +108,14 @@ def report(label: str, runner: Runner, ours: float, bare: float, batch: int) -> 
     memory = ""
     if runner.device.type == "cuda":
         memory = f"  peak {torch.cuda.max_memory_allocated(runner.device) / 2**30:.2f} GiB"
-    print(f"{label:<28} runner {ours * 1000:8.1f} ms/it  bare {bare * 1000:8.1f} ms/it  ratio {ours / bare:.3f} "
-          f"(overhead {100 * (ours / bare - 1):+.1f}%)  {batch / ours:7.1f} img/s{memory}", flush=True)
+    print(f"{label:<28} runner {ours * 1000:8.1f} ms/it  bare {bare * 1000:8.1f} ms/it  "
+          f"ratio {ours / bare:.3f} (overhead {100 * (ours / bare - 1):+.1f}%)  "
+          f"{batch / ours:7.1f} img/s{memory}", flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ssdlite_mobilenetv3_small")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
@@ -120,17 +124,20 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--cuda-matrix", action="store_true",
-                        help="SSD300 (unless --model is given) with AMP off/fp16/bf16, with and without channels_last")
+                        help="SSD300 (unless --model is given) with AMP off/fp16/bf16, "
+                             "with and without channels_last")
     parser.add_argument("overrides", nargs="*", help="extra config overrides, e.g. train.log_interval=1")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="detframe-bench-") as tmp:
         # The runner's log lines go to a file at INFO, as in a real run (formatting and writing included).
-        logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(Path(tmp) / "train.log")], force=True)
-        data_root = ensure_shapes(Path(tmp) / "shapes", num_train=max(16, args.iters * args.batch), num_val=4, seed=0)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.iters} it x "
-              f"{args.repeats} repeats", flush=True)
+        logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(Path(tmp) / "train.log")],
+                            force=True)
+        data_root = ensure_shapes(Path(tmp) / "shapes", num_train=max(16, args.iters * args.batch),
+                                  num_val=4, seed=0)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+              f"{args.iters} it x {args.repeats} repeats", flush=True)
         if args.cuda_matrix:
             if not torch.cuda.is_available():
                 sys.exit("--cuda-matrix needs a CUDA device")
@@ -144,7 +151,8 @@ def main() -> None:
             runner = build(args, data_root, Path(tmp) / f"run{i}", amp, channels_last)
             with contextlib.redirect_stdout(sys.stderr):
                 ours, bare = compare(runner, args.repeats)
-            report(f"{runner.device.type} amp={amp} channels_last={channels_last}", runner, ours, bare, args.batch)
+            report(f"{runner.device.type} amp={amp} channels_last={channels_last}", runner, ours, bare,
+                   args.batch)
             del runner
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -14,7 +14,8 @@ CONFIGS = REPO / "detframe" / "configs"
 RACCOON = Path(os.environ.get("DETFRAME_RACCOON", REPO.parent / "shared" / "datasets" / "raccoon"))
 
 needs_raccoon = pytest.mark.skipif(
-    not (RACCOON / "Annotations").is_dir(), reason=f"the raccoon dataset is not at {RACCOON} (set DETFRAME_RACCOON)"
+    not (RACCOON / "Annotations").is_dir(),
+    reason=f"the raccoon dataset is not at {RACCOON} (set DETFRAME_RACCOON)"
 )
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -46,5 +47,6 @@ def run_tool(script: str, args: list[str], cwd: Path, timeout: int = 300) -> sub
     """Run tools/<script> in a subprocess, as a user would."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
     return subprocess.run(
-        [sys.executable, str(REPO / "tools" / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(REPO / "tools" / script), *args], cwd=cwd, env=env, capture_output=True,
+        text=True, timeout=timeout
     )

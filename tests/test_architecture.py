@@ -44,7 +44,8 @@ def graph() -> dict[str, set[str]]:
 def test_arrows_point_one_way():
     edges = graph()
     for low in ("data", "models", "evaluation"):
-        assert not edges.get(low, set()) & {"engine", "cli"}, f"{low} imports {edges[low] & {'engine', 'cli'}}"
+        assert not edges.get(low, set()) & {"engine", "cli"}, (
+            f"{low} imports {edges[low] & {'engine', 'cli'}}")
     assert not edges["config"] & {"data", "models", "engine", "evaluation", "cli", "vis"}, edges["config"]
     assert "cli" not in set().union(*(v for k, v in edges.items() if k != "cli"))  # nothing imports the tools
 
@@ -64,8 +65,8 @@ def uses_torch_distributed(path: Path) -> bool:
             return True
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch.distributed"):
             return True
-        if (isinstance(node, ast.Attribute) and node.attr == "distributed" and isinstance(node.value, ast.Name)
-                and node.value.id == "torch"):
+        if (isinstance(node, ast.Attribute) and node.attr == "distributed"
+                and isinstance(node.value, ast.Name) and node.value.id == "torch"):
             return True
     return False
 

@@ -39,11 +39,13 @@ def test_value_group_and_addition_overrides():
 @pytest.mark.parametrize(
     "overrides,expected",
     [
-        (["optimizer.lrr=0.1"], ["unknown config key 'optimizer.lrr'", "Did you mean 'lr'?", "momentum", "+optimizer.lrr="]),
+        (["optimizer.lrr=0.1"], ["unknown config key 'optimizer.lrr'", "Did you mean 'lr'?", "momentum",
+                                 "+optimizer.lrr="]),
         (["train.max_epoch=3"], ["'train.max_epoch'", "Did you mean 'max_epochs'?"]),
         (["modle=ssd300_vgg16"], ["'modle'", "Did you mean 'model'?"]),
         (["model=ssd300_vgg"], ["model=ssd300_vgg", "Did you mean 'ssd300_vgg16'?", "ssdlite_mobilenetv3"]),
-        (["config=ssdlite_shape"], ["config=ssdlite_shape", "Did you mean 'ssdlite_shapes'?", "Experiments in"]),
+        (["config=ssdlite_shape"], ["config=ssdlite_shape", "Did you mean 'ssdlite_shapes'?",
+                                    "Experiments in"]),
         (["train.max_epochs=abc"], ["train.max_epochs", "wrong type", "abc"]),
         (["data.batch_size=[1,2]"], ["data.batch_size", "wrong type"]),
     ],
@@ -59,20 +61,24 @@ def test_bad_overrides_give_short_errors(overrides, expected):
 
 def test_unknown_component_and_argument_name_the_config_path():
     cfg = compose(["model.head.type=SSDHaed"])
-    with pytest.raises(ConfigError, match=r"model.head.type: unknown head type 'SSDHaed'. Did you mean 'SSDHead'\?"):
+    with pytest.raises(ConfigError, match=r"model.head.type: unknown head type 'SSDHaed'. "
+                                          r"Did you mean 'SSDHead'\?"):
         build_detector(cfg.model)
     cfg = compose(["+model.neck.out_channel=[1]"])
-    with pytest.raises(ConfigError, match=r"model.neck.out_channel: SSDExtraLayers has no argument 'out_channel'. Did you mean 'out_channels'\?"):
+    with pytest.raises(ConfigError, match=r"model.neck.out_channel: SSDExtraLayers has no argument "
+                                          r"'out_channel'. Did you mean 'out_channels'\?"):
         build_detector(cfg.model)
 
 
 def test_user_experiment_file_outside_the_repo(tmp_path):
     own = tmp_path / "elsewhere"
     (own / "data").mkdir(parents=True)
-    (own / "data" / "my_set.yaml").write_text("class_names: [cat, dog]\nroot: /data/pets\n"
-                                                "train: {type: VOCDetection, root: '${data.root}', split: train}\n"
-                                                "val: {type: VOCDetection, root: '${data.root}', split: val}\n")
-    (own / "my_exp.yaml").write_text("defaults:\n  - override /data: my_set\n  - override /model: ssd300_vgg16\n"
+    (own / "data" / "my_set.yaml").write_text(
+        "class_names: [cat, dog]\nroot: /data/pets\n"
+        "train: {type: VOCDetection, root: '${data.root}', split: train}\n"
+        "val: {type: VOCDetection, root: '${data.root}', split: val}\n")
+    (own / "my_exp.yaml").write_text("defaults:\n  - override /data: my_set\n"
+                                     "  - override /model: ssd300_vgg16\n"
                                      "optimizer:\n  lr: 0.002\ntrain:\n  max_epochs: 24\n")
     cfg = compose([f"config={own / 'my_exp.yaml'}", "train.max_epochs=30"])
     assert cfg.experiment_name == "my_exp" and cfg.data.class_names == ["cat", "dog"]

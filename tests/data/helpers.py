@@ -11,15 +11,15 @@ COLOURS = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 
 
 
 def coloured_sample(size, rects, first_label=0, image_id=0) -> Sample:
-    """A black (h, w) image with rectangle k (x1, y1, x2, y2, integer pixels) filled in COLOURS[first_label + k];
-    box k has label first_label + k, so every box is identified by its colour."""
+    """A black (h, w) image with rectangle k (x1, y1, x2, y2, integer pixels) filled in
+    COLOURS[first_label + k]; box k has label first_label + k, so every box is identified by its colour."""
     h, w = size
     image = np.zeros((h, w, 3), np.uint8)
     for k, (x1, y1, x2, y2) in enumerate(rects):
         image[y1:y2, x1:x2] = COLOURS[first_label + k]
     labels = np.arange(first_label, first_label + len(rects))
-    return Sample(image=image, boxes=np.array(rects, np.float32).reshape(-1, 4), labels=labels, image_id=image_id,
-                  orig_size=(h, w))
+    return Sample(image=image, boxes=np.array(rects, np.float32).reshape(-1, 4), labels=labels,
+                  image_id=image_id, orig_size=(h, w))
 
 
 def colour_mask(image: np.ndarray, label: int, tol: int = 40) -> np.ndarray:

@@ -59,7 +59,8 @@ def test_size_mismatch_reported_at_full_level(tmp_path):
     write_voc(tmp_path, "a", [("cat", (1, 1, 10, 20), False)], size=(100, 60))  # the image is 100 x 80
     (tmp_path / "ImageSets/Main/train.txt").write_text("a\n")
     report = check_dataset(VOCDetection(str(tmp_path), "train", class_names=["cat"]), "data.train", "full")
-    assert report.size_mismatch and "annotation says 60x100 (h x w), the image is 80x100" in report.size_mismatch[0]
+    assert report.size_mismatch
+    assert "annotation says 60x100 (h x w), the image is 80x100" in report.size_mismatch[0]
 
 
 @pytest.mark.parametrize("mode", ["ram", "disk"])
@@ -92,9 +93,11 @@ def test_check_and_browse_tools(tmp_path, tiny_shapes, capsys):
     assert "no problems found" in out and "data.val: CocoDetection(4 images" in out
     assert check_main(["data.roott=x"]) == 2 and "Did you mean 'root'" in capsys.readouterr().err
     folder = tmp_path / "browse"
-    assert browse_main([f"data.root={tiny_shapes}", "pipeline=yolo", "pipeline.size=128", "n=3", f"out={folder}"]) == 0
+    assert browse_main([f"data.root={tiny_shapes}", "pipeline=yolo", "pipeline.size=128", "n=3",
+                        f"out={folder}"]) == 0
     pngs = sorted(p.name for p in folder.glob("*.png"))
-    assert len(pngs) == 4 and "grid.png" in pngs and "boxes per class in these images: circle" in capsys.readouterr().out
+    assert len(pngs) == 4 and "grid.png" in pngs
+    assert "boxes per class in these images: circle" in capsys.readouterr().out
     assert cv2.imread(str(folder / pngs[0])).shape == (128, 128, 3)
 
 

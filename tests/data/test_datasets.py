@@ -5,7 +5,14 @@ import cv2
 import numpy as np
 import pytest
 
-from detframe.data import CocoDetection, ConcatDataset, RepeatDataset, VOCDetection, YOLODetection, build_dataset
+from detframe.data import (
+    CocoDetection,
+    ConcatDataset,
+    RepeatDataset,
+    VOCDetection,
+    YOLODetection,
+    build_dataset,
+)
 from detframe.data.synthetic import SHAPES_CLASSES
 from detframe.errors import DatasetError
 
@@ -29,9 +36,11 @@ def write_voc(root, name, objects, size=(100, 80), image=True, xml_extra="", fil
 
 
 def test_voc_one_based_inclusive_convention_and_quirks_counted(tmp_path, caplog):
-    write_voc(tmp_path, "a", [("cat", (1, 1, 10, 20), False), ("dog", ("5.5", 6, 100, 80), True), ("cat", (50, 50, 50, 60), False),
-                              ("cat", (30, 30, 20, 40), False), ("cat", (120, 90, 130, 95), False)])
-    write_voc(tmp_path, "b", [("dog", (90, 70, 130, 95), False)], size=None, filename="b.jpg", path="")  # no <size>
+    write_voc(tmp_path, "a", [("cat", (1, 1, 10, 20), False), ("dog", ("5.5", 6, 100, 80), True),
+                              ("cat", (50, 50, 50, 60), False), ("cat", (30, 30, 20, 40), False),
+                              ("cat", (120, 90, 130, 95), False)])
+    write_voc(tmp_path, "b", [("dog", (90, 70, 130, 95), False)], size=None,  # no <size>
+              filename="b.jpg", path="")
     (tmp_path / "ImageSets/Main/train.txt").write_text("a\nb\n")
     with caplog.at_level(logging.INFO):
         ds = VOCDetection(str(tmp_path), "train", class_names=["cat", "dog"])
@@ -44,14 +53,17 @@ def test_voc_one_based_inclusive_convention_and_quirks_counted(tmp_path, caplog)
     assert dict(ds.quirks.counts) == {
         "<filename> differs from the file name (ignored)": 1, "foreign <path> (ignored)": 1,
         "boxes with float coordinates": 1, "degenerate boxes (no area) dropped": 1,
-        "boxes outside the image dropped": 1, "<size> missing (read from the image)": 1, "boxes clipped to the image": 1,
+        "boxes outside the image dropped": 1, "<size> missing (read from the image)": 1,
+        "boxes clipped to the image": 1,
     }
     reports = [r.getMessage() for r in caplog.records if "fixed on reading" in r.getMessage()]
     assert len(reports) == 1 and "1 degenerate boxes (no area) dropped" in reports[0]  # reported once
     sample = ds[0]
     assert sample.image.shape == (80, 100, 3) and sample.orig_size == (80, 100)
-    assert VOCDetection(str(tmp_path), "train", class_names=["cat", "dog"], difficult="drop").records[0].labels.tolist() == [0, 0]
-    positive = VOCDetection(str(tmp_path), "train", class_names=["cat", "dog"], difficult="positive").records[0]
+    assert VOCDetection(str(tmp_path), "train", class_names=["cat", "dog"],
+                        difficult="drop").records[0].labels.tolist() == [0, 0]
+    positive = VOCDetection(str(tmp_path), "train", class_names=["cat", "dog"],
+                            difficult="positive").records[0]
     assert positive.ignore.tolist() == [False, False, False]
 
 
@@ -61,11 +73,13 @@ def test_voc_errors_name_the_problem(tmp_path):
     write_voc(tmp_path, "a", [("caat", (1, 1, 10, 20), False)])
     write_voc(tmp_path, "b", [("cat", (1, 1, 10, 20), False), ("dgo", (1, 1, 10, 20), False)])
     (tmp_path / "ImageSets/Main/train.txt").write_text("a\nb\n")
-    with pytest.raises(DatasetError, match=r"a.xml: object class 'caat' is not in the config's class_names. Did you mean 'cat'.*"
+    with pytest.raises(DatasetError, match=r"a.xml: object class 'caat' is not in the config's class_names. "
+                                           r"Did you mean 'cat'.*"
                                            r"and 1 more problems in 2 files"):
         VOCDetection(str(tmp_path), "train", class_names=["cat"])
     collected = VOCDetection(str(tmp_path), "train", class_names=["cat"], on_error="collect")
-    assert [(p.kind, p.detail) for p in collected.problems] == [("unknown_class", "caat"), ("unknown_class", "dgo")]
+    assert [(p.kind, p.detail) for p in collected.problems] == [("unknown_class", "caat"),
+                                                                 ("unknown_class", "dgo")]
     with pytest.raises(DatasetError, match=r"split list not found.*Did you mean 'train'"):
         VOCDetection(str(tmp_path), "trian", class_names=["caat"])
     (tmp_path / "Annotations" / "a.xml").write_text("<annotation><object>")
@@ -82,7 +96,8 @@ def test_skip_policy_drops_and_names_each_file(tmp_path, caplog):
         ds = VOCDetection(str(tmp_path), "train", class_names=["cat"], on_error="skip")
     assert [r.path.stem for r in ds.records] == ["b"]
     text = caplog.text
-    assert "a.jpg: " in text and "'caat'" in text and "c.jpg: cannot parse" in text and "skipped 1 of 2 images" in text
+    assert "a.jpg: " in text and "'caat'" in text
+    assert "c.jpg: cannot parse" in text and "skipped 1 of 2 images" in text
 
 
 def test_unreadable_image_names_the_file(tmp_path):
@@ -113,7 +128,8 @@ def write_yolo(root, split, records, class_offset=0):
         b = rec.boxes.astype(np.float64)
         cx, cy = (b[:, 0] + b[:, 2]) / 2 / rec.width, (b[:, 1] + b[:, 3]) / 2 / rec.height
         w, h = (b[:, 2] - b[:, 0]) / rec.width, (b[:, 3] - b[:, 1]) / rec.height
-        lines = [f"{c + class_offset} {x:.6f} {y:.6f} {ww:.6f} {hh:.6f}" for c, x, y, ww, hh in zip(rec.labels, cx, cy, w, h)]
+        lines = [f"{c + class_offset} {x:.6f} {y:.6f} {ww:.6f} {hh:.6f}"
+                 for c, x, y, ww, hh in zip(rec.labels, cx, cy, w, h)]
         (root / "labels" / split / f"{rec.path.stem}.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -132,9 +148,11 @@ def test_yolo_reader_matches_the_voc_reader(tmp_path, tiny_shapes):
     yolo = YOLODetection(str(tmp_path), "images/val", class_names=SHAPES_CLASSES)
     w, h = yolo.records[0].width, yolo.records[0].height
     np.testing.assert_allclose(yolo.records[0].boxes, [[0.1 * w, 0.2 * h, 0.3 * w, 0.5 * h]], rtol=1e-5)
-    assert len(yolo.records[1].boxes) == 0 and yolo.quirks.counts["polygon labels (their bounding box used)"] == 1
+    assert len(yolo.records[1].boxes) == 0
+    assert yolo.quirks.counts["polygon labels (their bounding box used)"] == 1
     label.write_text("7 0.5 0.5 0.1 0.1\n")
-    with pytest.raises(DatasetError, match=r"class id 7 is not an index of the config's class_names \(4 names"):
+    with pytest.raises(DatasetError,
+                       match=r"class id 7 is not an index of the config's class_names \(4 names"):
         YOLODetection(str(tmp_path), "images/val", class_names=SHAPES_CLASSES)
     label.write_text("1 0.5 0.5\n")
     with pytest.raises(DatasetError, match=r"line 1: expected 'class cx cy w h'"):
@@ -161,10 +179,15 @@ def test_coco_noncontiguous_ids_crowd_and_empty_images(tmp_path, tiny_shapes):
     gt = ds.to_coco()
     assert {a["category_id"] for a in gt["annotations"]} <= {3, 7, 12, 40} and len(gt["images"]) == 8
     with_boxes = {a["image_id"] for a in data["annotations"] if not a.get("iscrowd")}
-    assert len(with_boxes) < 8 and len(CocoDetection(str(path), str(tiny_shapes / "JPEGImages"), filter_empty=True)) == len(with_boxes)
-    with pytest.raises(DatasetError, match=r"categories \['star'\] have annotations but are not in the config's class_names"):
-        CocoDetection(str(path), str(tiny_shapes / "JPEGImages"), class_names=["circle", "square", "triangle"])
-    skipped = CocoDetection(str(path), str(tiny_shapes / "JPEGImages"), class_names=["circle", "square", "triangle"], on_error="skip")
+    assert len(with_boxes) < 8
+    assert len(CocoDetection(str(path), str(tiny_shapes / "JPEGImages"),
+                             filter_empty=True)) == len(with_boxes)
+    with pytest.raises(DatasetError, match=r"categories \['star'\] have annotations "
+                                           r"but are not in the config's class_names"):
+        CocoDetection(str(path), str(tiny_shapes / "JPEGImages"),
+                      class_names=["circle", "square", "triangle"])
+    skipped = CocoDetection(str(path), str(tiny_shapes / "JPEGImages"),
+                            class_names=["circle", "square", "triangle"], on_error="skip")
     assert all(3 not in r.labels for r in skipped.records) and 0 < len(skipped) < 8
     with pytest.raises(DatasetError, match="COCO annotation file not found"):
         CocoDetection(str(tmp_path / "none.json"), str(tmp_path))
@@ -177,16 +200,19 @@ def test_voc0712_concatenation_and_repetition_from_config(tmp_path, tiny_shapes)
     for year in ("VOC2007", "VOC2012"):
         (tmp_path / year).symlink_to(tiny_shapes, target_is_directory=True)
     cfg = compose(["data=voc0712", f"data.root={tmp_path}", "data.class_names=[circle,square,triangle,star]",
-                   "data.train.datasets.0.split=train", "data.train.datasets.1.split=val", "data.val.split=val"])
+                   "data.train.datasets.0.split=train", "data.train.datasets.1.split=val",
+                   "data.val.split=val"])
     train = build_dataset(cfg.data, "train", None)
     assert isinstance(train, ConcatDataset) and len(train) == 12
     assert sorted(r.image_id for r in train.records) == list(range(12))  # both lists start at 0: renumbered
     assert len(train.to_coco()["images"]) == 12
     cfg = compose(["data=shapes_voc", f"data.root={tiny_shapes}"])
-    cfg.data.train = {"type": "RepeatDataset", "times": 3, "dataset": {"type": "VOCDetection", "root": "${data.root}", "split": "val"}}
+    cfg.data.train = {"type": "RepeatDataset", "times": 3,
+                      "dataset": {"type": "VOCDetection", "root": "${data.root}", "split": "val"}}
     repeated = build_dataset(cfg.data, "train", cfg.pipeline.train)
     assert isinstance(repeated, RepeatDataset) and len(repeated) == 12
-    assert repeated.load_sample(5).image_id == repeated.load_sample(1).image_id and len(repeated.to_coco()["images"]) == 4
+    assert repeated.load_sample(5).image_id == repeated.load_sample(1).image_id
+    assert len(repeated.to_coco()["images"]) == 4
 
 
 @needs_raccoon

@@ -8,8 +8,9 @@ pytestmark = pytest.mark.slow
 
 def test_yolo_recipe_trains_with_switch_multiscale_grouping_cache_and_workers(tmp_path, tiny_shapes):
     run_dir = tmp_path / "run"
-    args = [f"data.root={tiny_shapes}", *FAST, "pipeline=yolo", "pipeline.size=128", "pipeline.multi_scale=[96,160]",
-            "data.num_workers=2", "data.aspect_ratio_grouping=true", "data.cache=ram", "data.check=full",
+    args = [f"data.root={tiny_shapes}", *FAST, "pipeline=yolo", "pipeline.size=128",
+            "pipeline.multi_scale=[96,160]", "data.num_workers=2", "data.aspect_ratio_grouping=true",
+            "data.cache=ram", "data.check=full",
             "train.max_epochs=2", "+hooks.pipeline_switch={type: PipelineSwitchHook, num_last_epochs: 1}",
             f"hydra.run.dir={run_dir}"]
     result = run_tool("train.py", args, cwd=tmp_path)

@@ -3,11 +3,11 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, DistributedSampler, RandomSampler
 
-from detframe.data import (SampleKey, TrainBatchSampler, VOCDetection, build_dataloader, set_epoch, set_skip)
-from detframe.engine import PipelineSwitchHook
+from detframe.data import SampleKey, TrainBatchSampler, VOCDetection, build_dataloader, set_epoch, set_skip
 from detframe.data.samplers import InferenceSampler
 from detframe.data.synthetic import SHAPES_CLASSES
 from detframe.data.transforms import build_pipeline
+from detframe.engine import PipelineSwitchHook
 from detframe.errors import ConfigError
 
 YOLO_LIKE = [{"type": "Resize", "size": 96, "keep_ratio": True}, {"type": "Mosaic", "size": 96},
@@ -93,7 +93,8 @@ def test_distributed_shards_and_set_epoch():
     seen = []
     for rank in (0, 1):
         sampler = DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=True, seed=0)
-        batches = TrainBatchSampler(10, 2, torch.Generator().manual_seed(0), drop_last=False, sampler=sampler, rank=rank)
+        batches = TrainBatchSampler(10, 2, torch.Generator().manual_seed(0), drop_last=False, sampler=sampler,
+                                    rank=rank)
         set_epoch(type("L", (), {"batch_sampler": batches, "sampler": None})(), 3)
         assert sampler.epoch == 3
         seen += [k.index for b in batches for k in b]
@@ -138,7 +139,8 @@ def test_keys_and_plain_indices_give_the_same_sample_without_randomness(tiny_sha
 
 
 def test_keyed_reads_in_the_main_process_leave_its_random_streams_alone(tiny_shapes):
-    dataset = shapes(tiny_shapes, [{"type": "RandomHorizontalFlip", "p": 0.5}, {"type": "Resize", "size": 64}])
+    dataset = shapes(tiny_shapes, [{"type": "RandomHorizontalFlip", "p": 0.5},
+                                   {"type": "Resize", "size": 64}])
     np.random.seed(7)
     expected = np.random.random(3)
     np.random.seed(7)

@@ -3,8 +3,20 @@ import pytest
 import torch
 
 from detframe.data.collate import Collate
-from detframe.data.transforms import (Albu, Compose, Expand, Letterbox, MinIoURandomCrop, MixUp, Mosaic,
-                                      PhotoMetricDistortion, RandomAffine, RandomHorizontalFlip, Resize, build_pipeline)
+from detframe.data.transforms import (
+    Albu,
+    Compose,
+    Expand,
+    Letterbox,
+    MinIoURandomCrop,
+    MixUp,
+    Mosaic,
+    PhotoMetricDistortion,
+    RandomAffine,
+    RandomHorizontalFlip,
+    Resize,
+    build_pipeline,
+)
 from detframe.errors import ConfigError
 from detframe.ops.boxes import undo_resize
 from detframe.structures import Sample
@@ -54,8 +66,8 @@ def test_letterbox_boxes_cover_colours_and_map_back(size, center):
 
 
 def test_albu_transform_drops_boxes_pushed_out():
-    s = Sample(image=np.zeros((100, 100, 3), np.uint8), boxes=[[0, 0, 20, 20], [70, 70, 90, 90]], labels=[0, 1],
-               ignore=[False, True], image_id=1, orig_size=(100, 100))
+    s = Sample(image=np.zeros((100, 100, 3), np.uint8), boxes=[[0, 0, 20, 20], [70, 70, 90, 90]],
+               labels=[0, 1], ignore=[False, True], image_id=1, orig_size=(100, 100))
     out = Albu(transform="Crop", x_min=50, y_min=50, x_max=100, y_max=100)(s)
     np.testing.assert_allclose(out.boxes, [[20, 20, 40, 40]])
     assert out.labels.tolist() == [1] and out.ignore.tolist() == [True]
@@ -138,13 +150,15 @@ def test_min_iou_crop_keeps_exactly_the_boxes_with_centre_inside():
         inside = [k for k, (cx, cy) in enumerate(centres) if x1 < cx < x2 and y1 < cy < y2]
         assert out.labels.tolist() == inside and inside
         assert_boxes_cover_colours(out, margin=0.0, min_fill=1.0)  # crop + clip: exact
-        assert (out.boxes >= 0).all() and (out.boxes[:, 2] <= x2 - x1).all() and (out.boxes[:, 3] <= y2 - y1).all()
+        assert (out.boxes >= 0).all()
+        assert (out.boxes[:, 2] <= x2 - x1).all() and (out.boxes[:, 3] <= y2 - y1).all()
 
 
 def test_min_iou_crop_honours_the_iou_threshold():
     from torchvision.ops import box_iou
 
-    s = coloured_sample((120, 160), RECTS[1:2])  # one object: IoU >= 0.5 with several far apart is rarely possible
+    # one object: IoU >= 0.5 with several far apart is rarely possible
+    s = coloured_sample((120, 160), RECTS[1:2])
     t = MinIoURandomCrop()
     t.modes = (0.5,)  # force the constrained mode
     found = 0
@@ -169,12 +183,14 @@ class ListSource:
 
 
 def test_mosaic_places_four_images_and_drops_exactly_the_boxes_cut_away():
-    rects = [[(5, 5, 40, 30), (90, 60, 140, 110)], [(10, 70, 60, 115)], [(100, 10, 150, 50)], [(30, 30, 80, 80)]]
+    rects = [[(5, 5, 40, 30), (90, 60, 140, 110)], [(10, 70, 60, 115)], [(100, 10, 150, 50)],
+             [(30, 30, 80, 80)]]
     samples, first = [], 0
     for k, r in enumerate(rects):
         samples.append(coloured_sample((120, 160), r, first_label=first, image_id=k))
         first += len(r)
-    areas = {lab: (x2 - x1) * (y2 - y1) for s, r in zip(samples, rects) for lab, (x1, y1, x2, y2) in zip(s.labels, r)}
+    areas = {lab: (x2 - x1) * (y2 - y1)
+             for s, r in zip(samples, rects) for lab, (x1, y1, x2, y2) in zip(s.labels, r)}
     t = Mosaic(size=160, min_visibility=0.1, min_size=2)
     for seed in range(25):
         np.random.seed(seed)
@@ -223,7 +239,8 @@ def test_mixup_blends_and_keeps_both_box_sets():
 
 def test_compose_draws_mix_partners_through_earlier_transforms_and_skips_by_name():
     source = ListSource([coloured_sample((120, 160), RECTS[:1], image_id=i) for i in range(5)])
-    pipeline = build_pipeline([{"type": "Resize", "size": 80, "keep_ratio": True}, {"type": "Mosaic", "size": 80},
+    pipeline = build_pipeline([{"type": "Resize", "size": 80, "keep_ratio": True},
+                               {"type": "Mosaic", "size": 80},
                                {"type": "RandomAffine", "size": 80, "scale": [1, 1], "translate": 0},
                                {"type": "Letterbox", "size": 80}])
     np.random.seed(0)
@@ -239,7 +256,8 @@ def test_compose_draws_mix_partners_through_earlier_transforms_and_skips_by_name
 
 
 def test_pipeline_from_config_and_collate_pads():
-    pipeline = build_pipeline([{"type": "RandomHorizontalFlip", "p": 0.0}, {"type": "Resize", "size": 50, "keep_ratio": True}])
+    pipeline = build_pipeline([{"type": "RandomHorizontalFlip", "p": 0.0},
+                               {"type": "Resize", "size": 50, "keep_ratio": True}])
     a = pipeline(sample_with_box())  # 60x80 -> 38x50
     b = Resize(size=[20, 30])(sample_with_box())
     batch = Collate(size_divisor=32)([a, b])

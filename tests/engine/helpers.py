@@ -11,7 +11,8 @@ from detframe.engine.hooks import Hook
 from ..conftest import FAST, compose
 
 # No evaluation, no best.pt (it needs metrics): these tests are about the training loop.
-LOOP = [*FAST, "train.val_interval=0", "hooks.checkpoint.save_best=null", "scheduler.warmup_iters=2", "data.batch_size=2"]
+LOOP = [*FAST, "train.val_interval=0", "hooks.checkpoint.save_best=null", "scheduler.warmup_iters=2",
+        "data.batch_size=2"]
 
 
 class Recorder(Hook):
@@ -35,7 +36,8 @@ class Recorder(Hook):
             runner.request_stop("test")
 
 
-def make_runner(tmp_path, data_root, *overrides: str, name: str = "run", stop_at: int | None = None) -> tuple[Runner, Recorder]:
+def make_runner(tmp_path, data_root, *overrides: str, name: str = "run",
+                stop_at: int | None = None) -> tuple[Runner, Recorder]:
     cfg = compose([f"data.root={data_root}", *LOOP, *overrides])
     runner = build_runner(cfg, tmp_path / name)
     recorder = Recorder(stop_at)

@@ -6,7 +6,8 @@ from detframe.errors import UserError
 
 
 def test_round_trip_and_weights_only(tmp_path):
-    path = save_checkpoint({"model": {"w": torch.ones(2)}, "epoch": 3, "config": "a: 1\n"}, tmp_path / "ckpt" / "last.pt")
+    path = save_checkpoint({"model": {"w": torch.ones(2)}, "epoch": 3, "config": "a: 1\n"},
+                           tmp_path / "ckpt" / "last.pt")
     state = load_checkpoint(path)
     assert state["epoch"] == 3 and torch.equal(state["model"]["w"], torch.ones(2))
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left

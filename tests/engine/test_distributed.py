@@ -29,9 +29,9 @@ def test_two_processes_match_one_with_the_same_total_batch(tmp_path, tiny_shapes
     run_dir = tmp_path / "two"
     args = [f"data.root={tiny_shapes}", *FAST, *SAME, "data.batch_size=2", f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             str(REPO / "tools" / "train.py"), *args], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc-per-node", "2", str(REPO / "tools" / "train.py"), *args],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert "cpu x2" in log and "batch 2 x 2 processes x 1 accumulated = 4" in log
@@ -40,7 +40,8 @@ def test_two_processes_match_one_with_the_same_total_batch(tmp_path, tiny_shapes
     assert len(state["rng"]) == 2 and state["meta"]["world_size"] == 2
 
     moved = max((one.model.state_dict()[k].float() - initial[k].float()).abs().max().item() for k in initial)
-    differ = max((one.model.state_dict()[k].float().cpu() - v.float()).abs().max().item() for k, v in state["model"].items())
+    differ = max((one.model.state_dict()[k].float().cpu() - v.float()).abs().max().item()
+                 for k, v in state["model"].items())
     assert moved > 1e-3 and differ < 1e-5 * max(1.0, moved), (moved, differ)
     # Each rank evaluated half of the val set; gathered, the metrics are those of one process evaluating
     # the same weights (an untrained model's scores are nearly tied, so the weights must be identical).

@@ -26,7 +26,8 @@ def test_signals_set_a_flag_and_a_second_ctrl_c_stops_at_once():
 def start(tmp_path, data_root, *extra):
     """tools/train.py in the background, run folders under tmp_path/outputs as for a user."""
     args = [f"data.root={data_root}", *FAST, "data.batch_size=2", "pipeline.size=96", "train.max_epochs=2",
-            "hooks.checkpoint.iter_interval=1", "hooks.checkpoint.save_best=null", "train.val_interval=100", *extra]
+            "hooks.checkpoint.iter_interval=1", "hooks.checkpoint.save_best=null", "train.val_interval=100",
+            *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(REPO / "tools" / "train.py"), *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

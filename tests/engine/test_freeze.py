@@ -36,10 +36,12 @@ def test_frozen_weights_load_into_an_unfrozen_model(cfg):
     frozen = freeze(build_detector(cfg), norms=["backbone"])
     plain = build_detector(cfg)
     plain.load_state_dict(frozen.state_dict())
-    head_bn = [m for n, m in frozen.named_modules() if n.startswith("head") and isinstance(m, torch.nn.BatchNorm2d)]
+    head_bn = [m for n, m in frozen.named_modules()
+               if n.startswith("head") and isinstance(m, torch.nn.BatchNorm2d)]
     assert head_bn  # only the backbone's norms were frozen
 
 
 def test_unknown_pattern_is_a_config_error(cfg):
-    with pytest.raises(ConfigError, match=r"train.freeze: 'backbone.stage.0' matches no module.*Did you mean 'backbone.stages.0'"):
+    with pytest.raises(ConfigError, match=r"train.freeze: 'backbone.stage.0' matches no module.*"
+                                          r"Did you mean 'backbone.stages.0'"):
         freeze(build_detector(cfg), modules=["backbone.stage.0"])

@@ -2,7 +2,6 @@
 import logging
 import math
 
-
 import pytest
 import torch
 
@@ -11,7 +10,6 @@ from detframe.engine.state import load_weights
 from detframe.models import build_detector
 
 from ..conftest import compose
-
 from .helpers import make_runner, weights
 
 SMALL = ["pipeline.size=96", "hooks.checkpoint=null"]
@@ -27,8 +25,9 @@ def test_accumulation_steps_once_per_group(tmp_path, tiny_shapes):
 
 def test_clipping_bounds_the_update(tmp_path, tiny_shapes):
     lr, clip = 0.5, 1e-3
-    runner, _ = make_runner(tmp_path, tiny_shapes, *SMALL, f"train.clip_grad_norm={clip}", "train.max_iters=1",
-                            f"optimizer.lr={lr}", "optimizer.momentum=0", "optimizer.weight_decay=0", "scheduler.warmup_iters=0")
+    runner, _ = make_runner(tmp_path, tiny_shapes, *SMALL, f"train.clip_grad_norm={clip}",
+                            "train.max_iters=1", f"optimizer.lr={lr}", "optimizer.momentum=0",
+                            "optimizer.weight_decay=0", "scheduler.warmup_iters=0")
     before = weights(runner.model)
     runner.train()
     after = weights(runner.model)
@@ -43,8 +42,9 @@ def test_mixed_precision_step_and_checkpoint(tmp_path, tiny_shapes, amp):
     # nonfinite=skip: on this CPU (torch 2.15, oneDNN bf16) the bf16 backward of this very step sporadically
     # gives a NaN gradient (2 of 4 runs of tests/engine, never when run alone; same inputs, same finite
     # losses). This test is about autocast and the checkpoint, not about that kernel.
-    runner, log = make_runner(tmp_path, tiny_shapes, "pipeline.size=96", f"runtime.amp={amp}", "train.max_iters=1",
-                              "runtime.channels_last=true", "hooks.checkpoint.save_best=null", "train.val_interval=0",
+    runner, log = make_runner(tmp_path, tiny_shapes, "pipeline.size=96", f"runtime.amp={amp}",
+                              "train.max_iters=1", "runtime.channels_last=true",
+                              "hooks.checkpoint.save_best=null", "train.val_interval=0",
                               "train.nonfinite=skip")
     seen = []
     runner.model.head.register_forward_hook(lambda m, i, out: seen.append(out.cls_logits.dtype))
@@ -58,8 +58,9 @@ def test_mixed_precision_step_and_checkpoint(tmp_path, tiny_shapes, amp):
 def test_non_finite_loss_stops_naming_the_iteration_and_terms(tmp_path, tiny_shapes):
     runner, _ = make_runner(tmp_path, tiny_shapes, *SMALL, "train.max_iters=3")
     poison_loss(runner, at_call=2)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 1 iteration 2 \(batch 2 of the epoch\): non-finite loss or "
-                                                 r"gradient: loss_cls=nan, loss_box=[\d.]+, loss=nan"):
+    with pytest.raises(NonFiniteLossError,
+                       match=r"epoch 1 iteration 2 \(batch 2 of the epoch\): non-finite loss or "
+                             r"gradient: loss_cls=nan, loss_box=[\d.]+, loss=nan"):
         runner.train()
 
 
@@ -99,19 +100,22 @@ def test_load_from_skips_mismatched_shapes_and_prefers_ema(tmp_path, tiny_shapes
     assert "12 skipped for shape" in caplog.text and "skipped head.cls_convs.0.1.weight" in caplog.text
     ema = source.ema.module.state_dict()
     key = "backbone.stages.0.0.0.weight"
-    assert torch.equal(target.state_dict()[key], ema[key]) and not torch.equal(ema[key], source.model.state_dict()[key])
+    assert torch.equal(target.state_dict()[key], ema[key])
+    assert not torch.equal(ema[key], source.model.state_dict()[key])
 
 
 def test_tensorboard_gets_every_term_lr_grad_norm_times_metrics_and_images(tmp_path, tiny_shapes):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    runner, _ = make_runner(tmp_path, tiny_shapes, "pipeline.size=96", "train.max_iters=2", "train.val_interval=1",
-                            "hooks.checkpoint=null", "hooks.logger.images=2", "hooks.logger.image_score_threshold=0.0")
+    runner, _ = make_runner(tmp_path, tiny_shapes, "pipeline.size=96", "train.max_iters=2",
+                            "train.val_interval=1", "hooks.checkpoint=null", "hooks.logger.images=2",
+                            "hooks.logger.image_score_threshold=0.0")
     runner.train()
     events = EventAccumulator(str(runner.work_dir / "tb"), size_guidance={"images": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss_cls", "train/loss_box", "train/loss", "train/lr", "train/grad_norm", "time/data", "time/iter",
-            "train/skipped_steps", "val/coco/AP", "val/coco/AP50"} <= scalars
+    assert {"train/loss_cls", "train/loss_box", "train/loss", "train/lr", "train/grad_norm", "time/data",
+            "time/iter", "train/skipped_steps", "val/coco/AP", "val/coco/AP50"} <= scalars
     assert [s.step for s in events.Scalars("train/loss")] == [1, 2]
     images = events.Images("val_images/0")
-    assert len(images) == 1 and images[0].width > 0 and set(events.Tags()["images"]) == {"val_images/0", "val_images/1"}
+    assert len(images) == 1 and images[0].width > 0
+    assert set(events.Tags()["images"]) == {"val_images/0", "val_images/1"}

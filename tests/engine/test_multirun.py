@@ -9,8 +9,9 @@ from ..conftest import FAST, run_tool
 @pytest.mark.slow
 def test_sweep_gives_one_folder_per_run(tmp_path, tiny_shapes):
     sweep = tmp_path / "sweep"
-    args = ["-m", "optimizer.lr=0.01,0.02", f"data.root={tiny_shapes}", *FAST, "pipeline.size=96", "train.max_iters=1",
-            "train.val_interval=0", "hooks.checkpoint.save_best=null", "hooks.logger.tensorboard=false", f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "optimizer.lr=0.01,0.02", f"data.root={tiny_shapes}", *FAST, "pipeline.size=96",
+            "train.max_iters=1", "train.val_interval=0", "hooks.checkpoint.save_best=null",
+            "hooks.logger.tensorboard=false", f"hydra.sweep.dir={sweep}"]
     result = run_tool("train.py", args, cwd=tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())

@@ -22,7 +22,8 @@ def lrs(cfg, iters_per_epoch=10, max_epochs=4, steps=40):
 
 
 def test_linear_warmup_then_multistep():
-    out, _ = lrs({"type": "WarmupMultiStepLR", "milestones": [2, 3], "gamma": 0.1, "warmup_iters": 5, "warmup_ratio": 0.1})
+    out, _ = lrs({"type": "WarmupMultiStepLR", "milestones": [2, 3], "gamma": 0.1, "warmup_iters": 5,
+                  "warmup_ratio": 0.1})
     assert out[0] == pytest.approx(0.01) and out[4] == pytest.approx(0.1 * (0.1 + 0.9 * 4 / 5))
     assert out[5] == pytest.approx(0.1) and out[19] == pytest.approx(0.1)
     assert out[20] == pytest.approx(0.01) and out[30] == pytest.approx(0.001)
@@ -50,7 +51,8 @@ def test_scheduler_state_restores_position_not_schedule():
 
 
 def test_restore_position_takes_lr_and_shape_from_the_new_config():
-    _, sched = lrs({"type": "WarmupCosineLR", "min_ratio": 0.0, "warmup_iters": 0}, steps=40)  # 40 of 40: at 0
+    _, sched = lrs({"type": "WarmupCosineLR", "min_ratio": 0.0, "warmup_iters": 0},
+                   steps=40)  # 40 of 40: at 0
     opt = build_optimizer({"type": "SGD", "lr": 0.2}, torch.nn.Linear(2, 2))
     longer = build_scheduler({"type": "WarmupCosineLR", "min_ratio": 0.0, "warmup_iters": 0}, opt, 10, 80)
     restore_position(longer, sched.state_dict())
@@ -60,29 +62,35 @@ def test_restore_position_takes_lr_and_shape_from_the_new_config():
 
 def test_cosine_and_bad_warmup():
     out, _ = lrs({"type": "WarmupCosineLR", "min_ratio": 0.0, "warmup_iters": 0}, steps=41)
-    assert out[0] == pytest.approx(0.1) and out[20] == pytest.approx(0.05) and out[40] == pytest.approx(0.0, abs=1e-12)
+    assert out[0] == pytest.approx(0.1) and out[20] == pytest.approx(0.05)
+    assert out[40] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ConfigError, match="warmup: expected linear, exp or none"):
         lrs({"type": "WarmupCosineLR", "warmup": "linaer"})
 
 
 def test_cosine_by_epoch_moves_once_per_epoch():
     out, _ = lrs({"type": "WarmupCosineLR", "min_ratio": 0.0, "warmup_iters": 0, "by_epoch": True}, steps=40)
-    assert out[0] == out[9] == pytest.approx(0.1) and out[10] == out[19] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert out[0] == out[9] == pytest.approx(0.1)
+    assert out[10] == out[19] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi / 4)))
 
 
 def test_poly():
     out, _ = lrs({"type": "WarmupPolyLR", "power": 2.0, "min_ratio": 0.1, "warmup_iters": 0}, steps=41)
-    assert out[0] == pytest.approx(0.1) and out[20] == pytest.approx(0.1 * (0.1 + 0.9 * 0.25)) and out[40] == pytest.approx(0.01)
+    assert out[0] == pytest.approx(0.1) and out[20] == pytest.approx(0.1 * (0.1 + 0.9 * 0.25))
+    assert out[40] == pytest.approx(0.01)
 
 
 def test_yolox_warm_cosine_matches_yolox_formula():
     # YOLOX yoloxwarmcos: lr = (lr - warmup_lr) * (it / warmup_total)^2 + warmup_lr during warmup, then
-    # min_lr + 0.5 (lr - min_lr)(1 + cos(pi (it - warmup_total) / (total - warmup_total - no_aug))), then min_lr.
-    cfg = {"type": "YOLOXCosineLR", "warmup_epochs": 1, "no_aug_epochs": 1, "min_ratio": 0.05, "warmup_ratio": 0.0}
+    # min_lr + 0.5 (lr - min_lr)(1 + cos(pi (it - warmup_total) / (total - warmup_total - no_aug))),
+    # then min_lr.
+    cfg = {"type": "YOLOXCosineLR", "warmup_epochs": 1, "no_aug_epochs": 1, "min_ratio": 0.05,
+           "warmup_ratio": 0.0}
     out, _ = lrs(cfg, iters_per_epoch=10, max_epochs=4, steps=40)
     lr, min_lr = 0.1, 0.1 * 0.05
     assert out[0] == 0.0 and out[5] == pytest.approx(lr * 0.25)
-    assert out[10] == pytest.approx(lr) and out[20] == pytest.approx(min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * 0.5)))
+    assert out[10] == pytest.approx(lr)
+    assert out[20] == pytest.approx(min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * 0.5)))
     assert out[30] == out[39] == pytest.approx(min_lr)
     with pytest.raises(ConfigError, match="no cosine phase"):
         lrs({**cfg, "warmup_epochs": 2, "no_aug_epochs": 2})
@@ -118,18 +126,22 @@ def test_no_options_is_one_group_in_parameter_order():
 
 def test_optimizer_config_errors_name_the_key():
     net = Net()
-    with pytest.raises(ConfigError, match=r"optimizer.paramwise.lr_mult: 'backbon' matches no trainable parameter. Did you mean 'backbone'\?"):
+    with pytest.raises(ConfigError, match=r"optimizer.paramwise.lr_mult: 'backbon' matches no trainable "
+                                          r"parameter. Did you mean 'backbone'\?"):
         build_optimizer({"type": "SGD", "lr": 0.1, "paramwise": {"lr_mult": {"backbon": 0.1}}}, net)
-    with pytest.raises(ConfigError, match=r"optimizer.paramwise.norm_decay: param_groups has no argument 'norm_decay'. Did you mean 'norm_decay_mult'\?"):
+    with pytest.raises(ConfigError, match=r"optimizer.paramwise.norm_decay: param_groups has no argument "
+                                          r"'norm_decay'. Did you mean 'norm_decay_mult'\?"):
         build_optimizer({"type": "SGD", "lr": 0.1, "paramwise": {"norm_decay": 0.0}}, net)
-    with pytest.raises(ConfigError, match=r"optimizer.momentun: SGD has no argument 'momentun'. Did you mean 'momentum'\?"):
+    with pytest.raises(ConfigError, match=r"optimizer.momentun: SGD has no argument 'momentun'. "
+                                          r"Did you mean 'momentum'\?"):
         build_optimizer({"type": "SGD", "lr": 0.1, "momentun": 0.9}, net)
     with pytest.raises(ConfigError, match=r"optimizer.type: unknown optimizer type 'ADAMW'"):
         build_optimizer({"type": "ADAMW", "lr": 0.1}, net)
 
 
 def test_adamw_groups_and_lr_scaling():
-    opt = build_optimizer({"type": "AdamW", "lr": 0.001, "weight_decay": 0.05, "paramwise": {"norm_decay_mult": 0.0}},
+    opt = build_optimizer({"type": "AdamW", "lr": 0.001, "weight_decay": 0.05,
+                           "paramwise": {"norm_decay_mult": 0.0}},
                           Net(), lr_scale=lr_scale_for(total_batch_size=64, base_batch_size=16))
     assert isinstance(opt, torch.optim.AdamW)
     # flat lists: pytest 9 no longer compares nested structures (a list of tuples) with approx

@@ -7,7 +7,8 @@ from detframe.engine import TrainingInterrupted, load_checkpoint
 from .helpers import make_runner, weights
 
 # 8 training images, batch 2: 4 iterations per epoch; 6 iterations in all, stopped after 3 (mid-epoch).
-EXACT = ["runtime.deterministic=true", "train.max_iters=6", "hooks.ema={type: EMAHook, tau: 3}", "pipeline.size=96"]
+EXACT = ["runtime.deterministic=true", "train.max_iters=6", "hooks.ema={type: EMAHook, tau: 3}",
+         "pipeline.size=96"]
 
 
 def test_interrupted_and_resumed_run_equals_the_straight_run(tmp_path, tiny_shapes):
@@ -40,5 +41,5 @@ def test_interrupted_and_resumed_run_equals_the_straight_run(tmp_path, tiny_shap
         assert worst < 1e-6, f"{which} weights differ by {worst}"
     assert straight.ema.updates == second.ema.updates == 6
     # the raw and the averaged weights really are different things
-    assert any(not torch.equal(v, straight.ema.module.state_dict()[k]) for k, v in straight.model.state_dict().items()
-               if v.dtype.is_floating_point)
+    assert any(not torch.equal(v, straight.ema.module.state_dict()[k])
+               for k, v in straight.model.state_dict().items() if v.dtype.is_floating_point)

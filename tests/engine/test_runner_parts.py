@@ -93,7 +93,8 @@ def test_a_runner_of_parts_trains_a_toy_model_on_a_list_of_tensors(tmp_path):
     assert abs(runner.model.w.item() - 2) < 1e-3 and abs(runner.model.b.item() - 1) < 1e-3
     assert log[:2] == [("b", "after_step", 1), ("a", "after_step", 1)]  # hooks run in the order given
     epochs = [m for name, stage, m in log if stage == "after_epoch" and name == "a"]
-    assert len(epochs) == 20 and [i for i, m in enumerate(epochs) if m] == [9, 19]  # the evaluations, explicitly
+    assert len(epochs) == 20
+    assert [i for i, m in enumerate(epochs) if m] == [9, 19]  # the evaluations, explicitly
     assert epochs[-1] == metrics
 
 

@@ -12,8 +12,17 @@ from pycocotools.cocoeval import COCOeval
 
 from detframe.data import CocoDetection
 from detframe.errors import ConfigError
-from detframe.evaluation import (COCO_METRICS, CocoEvaluator, GroundTruth, Predictions, coco_evaluate, load_results,
-                                 save_results, summarize, to_coco_results)
+from detframe.evaluation import (
+    COCO_METRICS,
+    CocoEvaluator,
+    GroundTruth,
+    Predictions,
+    coco_evaluate,
+    load_results,
+    save_results,
+    summarize,
+    to_coco_results,
+)
 from detframe.evaluation.coco_map import AGREEMENT_TOLERANCE, agreement
 from detframe.evaluation.synthetic import synthetic_case
 from detframe.structures import Detections
@@ -28,9 +37,12 @@ class FakeDataset:
         return {
             "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
             "annotations": [
-                {"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
-                {"id": 2, "image_id": 1, "category_id": 5, "bbox": [50, 50, 40, 40], "area": 1600, "iscrowd": 0},
-                {"id": 3, "image_id": 2, "category_id": 5, "bbox": [0, 0, 50, 50], "area": 2500, "iscrowd": 0},
+                {"id": 1, "image_id": 1, "category_id": 5,
+                 "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
+                {"id": 2, "image_id": 1, "category_id": 5,
+                 "bbox": [50, 50, 40, 40], "area": 1600, "iscrowd": 0},
+                {"id": 3, "image_id": 2, "category_id": 5,
+                 "bbox": [0, 0, 50, 50], "area": 2500, "iscrowd": 0},
             ],
             "categories": [{"id": 5, "name": "thing"}],
         }
@@ -47,7 +59,9 @@ def pycocotools_eval(gt_dict, preds):
         gt.dataset = copy.deepcopy(gt_dict)
         gt.createIndex()
         e = COCOeval(gt, gt.loadRes(to_coco_results(preds)), "bbox")
-        e.evaluate(); e.accumulate(); e.summarize()
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
     return e
 
 
@@ -64,9 +78,11 @@ def assert_identical(gt_dict, preds):
 
 def test_all_correct_gives_one():
     ev = CocoEvaluator(FakeDataset())
-    ev.process([1, 2], [dets([[10, 10, 40, 40], [50, 50, 90, 90]], [0.9, 0.8]), dets([[0, 0, 50, 50]], [0.7])])
+    ev.process([1, 2], [dets([[10, 10, 40, 40], [50, 50, 90, 90]], [0.9, 0.8]),
+                        dets([[0, 0, 50, 50]], [0.7])])
     m = ev.compute()
-    assert m["coco/AP"] == pytest.approx(1.0) and m["coco/AP50"] == pytest.approx(1.0) and m["coco/AR100"] == pytest.approx(1.0)
+    assert m["coco/AP"] == pytest.approx(1.0) and m["coco/AP50"] == pytest.approx(1.0)
+    assert m["coco/AR100"] == pytest.approx(1.0)
     assert set(m) == {f"coco/{k}" for k in COCO_METRICS}
 
 
@@ -96,7 +112,8 @@ def hand_case():
         (11, 17, [50, 50, 50, 50], 0),  # image 11 gets no detection
     ]  # image 30 has no objects
     gt = {"images": images, "categories": [{"id": c, "name": f"c{c}"} for c in (90, 3, 17, 40)],
-          "annotations": [{"id": n + 1, "image_id": i, "category_id": c, "bbox": b, "area": b[2] * b[3] * 0.9, "iscrowd": z}
+          "annotations": [{"id": n + 1, "image_id": i, "category_id": c, "bbox": b,
+                           "area": b[2] * b[3] * 0.9, "iscrowd": z}
                           for n, (i, c, b, z) in enumerate(anns)]}
     rows = [
         (2, 3, [11, 11, 39, 41], 0.9), (2, 3, [10, 12, 40, 38], 0.9), (2, 3, [100, 101, 21, 19], 0.6),
@@ -128,15 +145,20 @@ def test_random_cases_identical_to_pycocotools(seed):
 
 def test_per_class_table_matches_pycocotools_per_category():
     gt, preds = synthetic_case(num_images=20, num_classes=3, seed=4)
-    ev = CocoEvaluator(type("D", (), {"to_coco": lambda self: gt, "category_ids": [c["id"] for c in gt["categories"]]})())
+    ev = CocoEvaluator(type("D", (), {"to_coco": lambda self: gt,
+                                      "category_ids": [c["id"] for c in gt["categories"]]})())
     ev.evaluate(preds)
     rows = {r[0]: r for r in ev.class_table().rows}
     for cat in gt["categories"]:
         with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(); coco.dataset = copy.deepcopy(gt); coco.createIndex()
+            coco = COCO()
+            coco.dataset = copy.deepcopy(gt)
+            coco.createIndex()
             e = COCOeval(coco, coco.loadRes(to_coco_results(preds)), "bbox")
             e.params.catIds = [cat["id"]]
-            e.evaluate(); e.accumulate(); e.summarize()
+            e.evaluate()
+            e.accumulate()
+            e.summarize()
         ap = rows[cat["name"]][2]
         assert ap == e.stats[0] or (ap < 0 and e.stats[0] < 0)
 
@@ -149,18 +171,24 @@ def test_same_numbers_as_pycocotools_through_the_evaluator(tiny_shapes):
     for rec in ds.records:
         # jittered ground truth plus random false positives, labels partly wrong
         n = len(rec.boxes)
-        boxes = np.concatenate([rec.boxes + rng.normal(0, 4, rec.boxes.shape), rng.uniform(0, 150, (5, 2)).repeat(2, 1) + [0, 0, 30, 40]])
-        labels = np.concatenate([np.where(rng.random(n) < 0.8, rec.labels, (rec.labels + 1) % 4), rng.integers(0, 4, 5)])
+        boxes = np.concatenate([rec.boxes + rng.normal(0, 4, rec.boxes.shape),
+                                rng.uniform(0, 150, (5, 2)).repeat(2, 1) + [0, 0, 30, 40]])
+        labels = np.concatenate([np.where(rng.random(n) < 0.8, rec.labels, (rec.labels + 1) % 4),
+                                 rng.integers(0, 4, 5)])
         scores = rng.random(len(boxes))
-        ev.process([rec.image_id], [Detections(torch.tensor(boxes).float(), torch.tensor(scores).float(), torch.tensor(labels))])
-        for b, s, l in zip(boxes.astype(np.float32), scores.astype(np.float32), labels):
-            results.append({"image_id": rec.image_id, "category_id": ds.category_ids[l],
-                            "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])], "score": float(s)})
+        ev.process([rec.image_id], [Detections(torch.tensor(boxes).float(), torch.tensor(scores).float(),
+                                               torch.tensor(labels))])
+        for b, s, lab in zip(boxes.astype(np.float32), scores.astype(np.float32), labels):
+            results.append({"image_id": rec.image_id, "category_id": ds.category_ids[lab],
+                            "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                            "score": float(s)})
     ours = ev.compute()
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(tiny_shapes / "annotations/instances_val.json"))
         e = COCOeval(gt, gt.loadRes(results), "bbox")
-        e.evaluate(); e.accumulate(); e.summarize()
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
     np.testing.assert_array_equal([ours[f"coco/{k}"] for k in COCO_METRICS], e.stats)
     assert 0.05 < ours["coco/AP50"] < 1.0
 
@@ -174,7 +202,8 @@ def test_exported_results_are_the_official_format_and_evaluate_the_same(tmp_path
     metrics = ev.compute()
     path = save_results(ev.predictions, tmp_path / "dets.json")
     entries = json.loads(path.read_text())
-    assert entries == [{"image_id": 2, "category_id": 3, "bbox": [10.0, 10.0, 40.0, 40.0], "score": pytest.approx(0.9)}]
+    assert entries == [{"image_id": 2, "category_id": 3, "bbox": [10.0, 10.0, 40.0, 40.0],
+                        "score": pytest.approx(0.9)}]
     again = CocoEvaluator(ds)
     assert again.evaluate(load_results(path, again.gt)) == metrics
 

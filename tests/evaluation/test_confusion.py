@@ -6,11 +6,13 @@ from detframe.evaluation import GroundTruth, Predictions, confusion_matrix
 
 def test_known_matrix():
     # classes 5 ("a") and 8 ("b"); image 1: a, b, a(crowd); image 2: b
-    boxes = [(1, 5, [0, 0, 10, 10], 0), (1, 8, [20, 20, 10, 10], 0), (1, 5, [60, 60, 30, 30], 1), (2, 8, [0, 0, 10, 10], 0)]
+    boxes = [(1, 5, [0, 0, 10, 10], 0), (1, 8, [20, 20, 10, 10], 0), (1, 5, [60, 60, 30, 30], 1),
+             (2, 8, [0, 0, 10, 10], 0)]
     gt = GroundTruth.from_coco({
         "images": [{"id": 1}, {"id": 2}],
         "categories": [{"id": 5, "name": "a"}, {"id": 8, "name": "b"}],
-        "annotations": [{"id": n + 1, "image_id": i, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": z}
+        "annotations": [{"id": n + 1, "image_id": i, "category_id": c, "bbox": b,
+                         "area": b[2] * b[3], "iscrowd": z}
                         for n, (i, c, b, z) in enumerate(boxes)],
     })
     rows = [

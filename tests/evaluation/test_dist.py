@@ -22,7 +22,8 @@ class SyntheticDataset:
         p = self.preds.select(self.preds.image_id == image_id)
         xyxy = np.concatenate([p.bbox[:, :2], p.bbox[:, :2] + p.bbox[:, 2:]], axis=1)
         labels = np.searchsorted(self.category_ids, p.category_id)
-        return Detections(torch.tensor(xyxy, dtype=torch.float32), torch.tensor(p.score, dtype=torch.float32), torch.tensor(labels))
+        return Detections(torch.tensor(xyxy, dtype=torch.float32), torch.tensor(p.score, dtype=torch.float32),
+                          torch.tensor(labels))
 
 
 CONFIG = {"coco": {"type": "CocoEvaluator"}, "voc12": {"type": "VOCEvaluator", "metric": "voc12"}}
@@ -52,8 +53,10 @@ def test_two_ranks_give_the_single_process_numbers(tmp_path):
     shards = [image_ids[0::2], image_ids[1::2] + image_ids[:1]]
     with mp.Manager() as manager:
         out = manager.dict()
-        # fork: the children need no fresh import of torch (seconds on a small machine); CPU only, no CUDA state
-        mp.start_processes(_rank, args=(2, str(tmp_path / "init"), shards, out), nprocs=2, join=True, start_method="fork")
+        # fork: the children need no fresh import of torch (seconds on a small machine); CPU only,
+        # no CUDA state
+        mp.start_processes(_rank, args=(2, str(tmp_path / "init"), shards, out), nprocs=2, join=True,
+                           start_method="fork")
         per_rank = dict(out)
     single = evaluate(image_ids)
     assert per_rank[0] == per_rank[1] == single
@@ -62,8 +65,10 @@ def test_two_ranks_give_the_single_process_numbers(tmp_path):
 
 def test_merge_keeps_each_image_from_its_first_rank():
     def preds(ids):
-        return Predictions(np.array(ids), np.ones(len(ids), np.int64), np.ones((len(ids), 4)), np.arange(len(ids), dtype=float))
+        return Predictions(np.array(ids), np.ones(len(ids), np.int64), np.ones((len(ids), 4)),
+                           np.arange(len(ids), dtype=float))
 
-    ids, merged = merge_rank_predictions([(np.array([1, 2]), preds([1, 1, 2])), (np.array([3, 1]), preds([3, 1]))])
+    ids, merged = merge_rank_predictions([(np.array([1, 2]), preds([1, 1, 2])),
+                                          (np.array([3, 1]), preds([3, 1]))])
     assert ids.tolist() == [1, 2, 3] and merged.image_id.tolist() == [1, 1, 2, 3]
     assert merged.score.tolist() == [0, 1, 2, 0]  # image 1 from rank 0 only

@@ -37,12 +37,14 @@ def test_default_config_is_coco_and_save_best_metric_exists(val_set):
 
 
 def test_several_evaluators_label_their_metrics(val_set):
-    cfg = compose(["evaluator=[coco,voc07,voc12,confusion]", "+evaluator.strict={type: VOCEvaluator, metric: voc12, iou_threshold: 0.9}"])
+    cfg = compose(["evaluator=[coco,voc07,voc12,confusion]",
+                   "+evaluator.strict={type: VOCEvaluator, metric: voc12, iou_threshold: 0.9}"])
     group = build_evaluator(cfg.evaluator, val_set)
     metrics = feed(group, val_set, jitter=1.0)
     assert {"coco/AP", "coco/AP50", "coco/ARl", "voc07/mAP", "voc12/mAP", "strict/mAP"} <= set(metrics)
     assert len(metrics) == 15  # 12 + 3; the confusion matrix adds no metric
-    assert metrics["voc12/mAP"] > metrics["strict/mAP"]  # boxes moved by a pixel fail IoU 0.9 on small objects
+    # boxes moved by a pixel fail IoU 0.9 on small objects
+    assert metrics["voc12/mAP"] > metrics["strict/mAP"]
     assert group.evaluators["voc07"].metric == "voc07" and group.evaluators["strict"].iou_threshold == 0.9
 
 
@@ -53,10 +55,12 @@ def test_config_forms_and_errors(val_set):
     assert list(group.evaluators) == ["coco"]
     named = build_evaluator({"main": {"type": "CocoEvaluator", "prefix": "coco"}}, val_set)
     assert "coco/AP" in feed(named, val_set)
-    clash = build_evaluator({"a": {"type": "VOCEvaluator", "prefix": "x"}, "b": {"type": "VOCEvaluator", "prefix": "x"}}, val_set)
+    clash = build_evaluator({"a": {"type": "VOCEvaluator", "prefix": "x"},
+                             "b": {"type": "VOCEvaluator", "prefix": "x"}}, val_set)
     with pytest.raises(ConfigError, match="already produced"):
         feed(clash, val_set)
-    with pytest.raises(ConfigError, match="evaluator.voc.type: unknown evaluator type 'VOCEvaluatr'. Did you mean 'VOCEvaluator'"):
+    with pytest.raises(ConfigError, match="evaluator.voc.type: unknown evaluator type 'VOCEvaluatr'. "
+                                          "Did you mean 'VOCEvaluator'"):
         build_evaluator({"voc": {"type": "VOCEvaluatr"}}, val_set)
     with pytest.raises(ConfigError, match="evaluator.voc07.metric: expected one of voc07, voc12"):
         build_evaluator({"voc07": {"type": "VOCEvaluator", "metric": "voc2007"}}, val_set)
@@ -87,7 +91,8 @@ def test_the_group_gathers_for_your_own_evaluator_across_ranks(val_set, monkeypa
 
     records = val_set.records
     def predict(recs):
-        return [Detections(torch.tensor(r.boxes), torch.ones(len(r.boxes)), torch.tensor(r.labels)) for r in recs]
+        return [Detections(torch.tensor(r.boxes), torch.ones(len(r.boxes)), torch.tensor(r.labels))
+                for r in recs]
 
     monkeypatch.setattr(build, "get_world_size", lambda: 2)
     other = EvaluatorGroup({"seen": Recorder()})  # rank 1: images 2 and 3
@@ -118,8 +123,9 @@ def test_reports_files_and_tensorboard(val_set, tmp_path):
     files = group.write_reports(tmp_path, {"epoch": 3}, writer=writer, step=7, plots=True)
     names = {p.relative_to(tmp_path).as_posix() for p in files}
     assert {"metrics.json", "report.md", "coco_per_class.json", "coco_per_class.md", "coco_pr_curves.png",
-            "voc07_per_class.md", "voc07_pr_curves.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
-            "confusion_matrix.json", "voc07_pr_per_class.png", "coco_pr_per_class.png"} <= names
+            "voc07_per_class.md", "voc07_pr_curves.png", "confusion_matrix.png",
+            "confusion_matrix_normalized.png", "confusion_matrix.json", "voc07_pr_per_class.png",
+            "coco_pr_per_class.png"} <= names
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["epoch"] == 3 and saved["metrics"]["voc07/mAP"] == group.metrics["voc07/mAP"]
     per_class = json.loads((tmp_path / "voc07_per_class.json").read_text())
@@ -128,6 +134,7 @@ def test_reports_files_and_tensorboard(val_set, tmp_path):
     curves = [c for c in writer.calls if c[0] == "add_pr_curve_raw"]
     assert {c[1][0] for c in curves} >= {"coco/pr_iou50/circle", "voc07/pr/star"}
     tp = curves[0][2]["true_positive_counts"]
-    assert curves[0][2]["num_thresholds"] == 101 == len(tp) and tp[0] >= tp[-1]  # counts fall as the threshold rises
+    assert curves[0][2]["num_thresholds"] == 101 == len(tp)
+    assert tp[0] >= tp[-1]  # counts fall as the threshold rises
     assert any(c[0] == "add_image" and c[1][0] == "confusion/matrix" for c in writer.calls)
     assert "circle" in group.text() and "Average Precision" in group.text(summaries=True)

@@ -10,7 +10,8 @@ from detframe.evaluation import GroundTruth, load_results
 GT = {
     "images": [{"id": 4, "width": 50, "height": 50, "file_name": "000004.jpg"},
                {"id": 9, "width": 50, "height": 50, "file_name": "000009.jpg"}],
-    "annotations": [{"id": 1, "image_id": 4, "category_id": 12, "bbox": [1, 2, 10, 10], "area": 100, "iscrowd": 0}],
+    "annotations": [{"id": 1, "image_id": 4, "category_id": 12, "bbox": [1, 2, 10, 10], "area": 100,
+                     "iscrowd": 0}],
     "categories": [{"id": 12, "name": "cat"}, {"id": 30, "name": "dog"}],
 }
 GOOD = {"image_id": 4, "category_id": 12, "bbox": [1.0, 2.0, 10.0, 10.0], "score": 0.5}
@@ -23,14 +24,16 @@ def write(tmp_path, entries):
 
 
 def test_good_file_and_voc_style_image_names(tmp_path):
-    preds = load_results(write(tmp_path, [GOOD, {**GOOD, "image_id": "000009", "category_id": 30}]), GroundTruth.from_coco(GT))
+    preds = load_results(write(tmp_path, [GOOD, {**GOOD, "image_id": "000009", "category_id": 30}]),
+                         GroundTruth.from_coco(GT))
     assert preds.image_id.tolist() == [4, 9] and preds.category_id.tolist() == [12, 30]
     np.testing.assert_array_equal(preds.bbox[0], [1, 2, 10, 10])
 
 
 @pytest.mark.parametrize("change, message", [
     ({"image_id": 5}, "entry 2 .*image_id 5 is not an image of the evaluated set"),
-    ({"category_id": 13}, "entry 2 .*category_id 13 is not a category of the dataset; its categories: 12 \\(cat\\), 30 \\(dog\\)"),
+    ({"category_id": 13}, "entry 2 .*category_id 13 is not a category of the dataset; "
+                          "its categories: 12 \\(cat\\), 30 \\(dog\\)"),
     ({"bbox": [1.0, float("nan"), 3.0, 4.0]}, "entry 2 .*NaN"),
     ({"score": float("inf")}, "entry 2 .*NaN or infinity"),
     ({"bbox": [10, 10, -3, 4]}, "entry 2 .*negative width or height"),
@@ -44,7 +47,8 @@ def test_first_bad_entry_is_named(tmp_path, change, message):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('{"a": 1}', "expected a JSON list"), ("[{", "not valid JSON"), ('[{"image_id": 4}]', "entry 0 .*missing category_id, bbox, score"),
+    ('{"a": 1}', "expected a JSON list"), ("[{", "not valid JSON"),
+    ('[{"image_id": 4}]', "entry 0 .*missing category_id, bbox, score"),
     ("[3]", "entry 0 3: expected an object"),
 ])
 def test_malformed_files(tmp_path, text, message):

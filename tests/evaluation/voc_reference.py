@@ -30,7 +30,8 @@ def voc_ap_reference(rec: np.ndarray, prec: np.ndarray, use_07_metric: bool) -> 
 
 
 def voc_eval_reference(gt: dict, dets: list[tuple[int, int, list[float], float]], class_ids: list[int],
-                       image_ids: list[int], iou_threshold: float = 0.5, use_07_metric: bool = True) -> dict[int, float]:
+                       image_ids: list[int], iou_threshold: float = 0.5,
+                       use_07_metric: bool = True) -> dict[int, float]:
     """AP per class id (NaN for a class without non-difficult ground truth).
 
     Args:

@@ -120,8 +120,8 @@ def test_resnet_loads_a_local_torchvision_file(tmp_path):
 
 
 def test_retina_head_starts_at_the_prior_probability():
-    from tests.conftest import compose
     from detframe.models import build_detector
+    from tests.conftest import compose
 
     model = build_detector(compose(["model=retinanet_r18_fpn", "model.head.prior_prob=0.01"]).model)
     assert torch.allclose(model.head.cls_logits.bias, torch.tensor(-math.log(99.0)))
