@@ -14,7 +14,7 @@ from ...registry import HEADS
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
 from ..postprocess import postprocess_dense
-from .base import DenseHead, DenseOutputs, flatten_levels, match_batch
+from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
 def _subnet(in_channels: int, channels: int, num_convs: int, norm: str | None) -> nn.Sequential:
@@ -114,13 +114,14 @@ class RetinaHead(DenseHead):
             image_size: (h, w) of the padded input tensor.
 
         Returns:
-            {"loss_cls", "loss_box"}, each divided by the number of positive anchors in the batch.
+            {"loss_cls", "loss_box"}, each divided by the number of positive anchors in the batch (its
+            mean over ranks in a distributed run, see `num_positives`).
         """
         priors = self.priors(outputs, image_size)
         gt_labels, gt_boxes = match_batch(self.assigner, priors, targets)
         positive = gt_labels >= 0
         valid = gt_labels != IGNORED
-        num_pos = positive.sum().clamp(min=1).float()
+        num_pos = num_positives(positive)
         onehot = torch.zeros_like(outputs.cls_logits)
         onehot[positive] = nn.functional.one_hot(gt_labels[positive], self.num_classes).to(onehot.dtype)
         loss_cls = self.loss_cls(outputs.cls_logits[valid], onehot[valid])

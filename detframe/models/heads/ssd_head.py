@@ -14,7 +14,7 @@ from ...registry import HEADS
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
 from ..postprocess import postprocess_dense
-from .base import DenseHead, DenseOutputs, flatten_levels
+from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
 @HEADS.register()
@@ -111,28 +111,17 @@ class SSDHead(DenseHead):
             image_size: (h, w) of the padded input tensor.
 
         Returns:
-            {"loss_cls", "loss_box"}, each normalised by the number of positive priors in the batch.
+            {"loss_cls", "loss_box"}, each normalised by the number of positive priors in the batch (its
+            mean over ranks in a distributed run, see `num_positives`).
         """
         priors = self.priors(outputs, image_size)
-        batch_size, num_priors = outputs.cls_logits.shape[:2]
-        cls_targets = outputs.cls_logits.new_zeros((batch_size, num_priors), dtype=torch.long)
-        matched_boxes = priors.new_zeros((batch_size, num_priors, 4))
-        for i, gt in enumerate(targets):
-            assignment = self.assigner(priors, gt.boxes, gt.ignore)
-            pos = assignment.positive
-            index = assignment.gt_index[pos]
-            cls_targets[i, pos] = gt.labels[index] + 1
-            cls_targets[i, assignment.gt_index == IGNORED] = -1
-            matched_boxes[i, pos] = gt.boxes[index]
-        positive = cls_targets > 0
-        num_pos = positive.sum().float()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Normalise by the mean positive count over ranks: DDP's averaged gradient then equals the
-            # gradient of one process holding the whole batch.
-            torch.distributed.all_reduce(num_pos)
-            num_pos = num_pos / torch.distributed.get_world_size()
-        num_pos = num_pos.clamp(min=1)
-        box_targets = self.coder.encode(priors.expand(batch_size, -1, -1)[positive], matched_boxes[positive])
+        gt_labels, gt_boxes = match_batch(self.assigner, priors, targets)
+        positive = gt_labels >= 0
+        # HardNegativeCrossEntropyLoss's targets: 0 background, 1..C the classes, -1 ignored.
+        cls_targets = torch.where(positive, gt_labels + 1, 0)
+        cls_targets[gt_labels == IGNORED] = -1
+        num_pos = num_positives(positive)
+        box_targets = self.coder.encode(priors.expand(len(targets), -1, -1)[positive], gt_boxes[positive])
         return {
             "loss_cls": self.loss_cls(outputs.cls_logits, cls_targets) / num_pos,
             "loss_box": self.loss_box(outputs.box_regression[positive], box_targets) / num_pos,

@@ -132,6 +132,8 @@ class YOLOv3Head(nn.Module):
         positive = gt_labels >= 0
         valid = gt_labels != IGNORED
         raw = outputs.raw
+        # Normalised by the images, not the positives: every rank holds the same number of images, so
+        # no count is shared between ranks (unlike `num_positives` in the SSD and RetinaNet heads).
         num_images = float(len(targets))
         loss_obj = self.loss_obj(raw[..., 4][valid], positive[valid].to(raw.dtype))
         pos = raw[positive]
