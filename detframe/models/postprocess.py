@@ -8,9 +8,9 @@ object-like priors (YOLO's objectness).
 The heads compute their scores and boxes on the same tensors as before this function existed (per
 level for RetinaNet, all priors for SSD, the preselected priors for YOLO), because torch's CPU kernels
 may round an element differently depending on the length of the tensor it is in (vectorised body vs
-scalar tail: measured for sigmoid); everything done here (compare, top-k, gather, clamp, NMS, undo the
-resize) is exact, so the detections are bit-identical to the heads' former code
-(tests/models/test_heads_unchanged.py).
+scalar tail: measured for sigmoid). What is done here gives the same bits whatever the length
+(comparisons, top-k, gathers, clamps, NMS, and the correctly rounded - and / that undo the resize),
+so the detections are bit-identical to the heads' former code (tests/models/test_heads_unchanged.py).
 """
 from __future__ import annotations
 

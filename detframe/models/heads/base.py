@@ -1,4 +1,5 @@
-"""What dense (per-location, per-prior) heads return and how their level outputs are flattened."""
+"""What dense (per-location, per-prior) heads return, and the steps their losses share: flattening
+the levels, matching priors to objects over a batch, counting the positives across ranks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
