@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from omegaconf import DictConfig
-from torch import nn
 
+from ..errors import ConfigError
 from ..registry import ASSIGNERS, BACKBONES, CODERS, DETECTORS, HEADS, LOSSES, NECKS, PRIORS, Registry
+from .detectors import Detector
 
 # Keys of a head config that hold components, and the registry each is built from.
 HEAD_PARTS: dict[str, Registry] = {
@@ -22,14 +23,27 @@ HEAD_PARTS: dict[str, Registry] = {
 }
 
 
-def build_detector(cfg: DictConfig) -> nn.Module:
-    """Build `model` config: backbone, then neck (given the backbone's channels), then head parts and head."""
+def build_detector(cfg: DictConfig) -> Detector:
+    """Build `model` config: backbone, then neck (given the backbone's channels), then head parts and head.
+
+    Raises:
+        ConfigError: `model.type` names a class that is not a `Detector` (the runner relies on its
+            `loss(batch)` and `predict(batch)` and nothing else).
+    """
     backbone = BACKBONES.build(cfg.backbone)
     neck = NECKS.build(cfg.neck, in_channels=backbone.out_channels) if cfg.get("neck") else None
     in_channels = neck.out_channels if neck is not None else backbone.out_channels
     head_cfg = cfg.head
     parts: dict[str, Any] = {
-        key: registry.build(head_cfg[key]) for key, registry in HEAD_PARTS.items() if head_cfg.get(key) is not None
+        key: registry.build(head_cfg[key])
+        for key, registry in HEAD_PARTS.items()
+        if head_cfg.get(key) is not None
     }
     head = HEADS.build(head_cfg, in_channels=in_channels, **parts)
-    return DETECTORS.build(cfg, backbone=backbone, neck=neck, head=head)
+    detector = DETECTORS.build(cfg, backbone=backbone, neck=neck, head=head)
+    if not isinstance(detector, Detector):
+        raise ConfigError(
+            f"model.type: {cfg.type} is not a detframe.models.Detector subclass; the runner needs its "
+            "loss(batch) and predict(batch)"
+        )
+    return detector

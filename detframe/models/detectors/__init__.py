@@ -1,3 +1,4 @@
+from .base import Detector
 from .single_stage import SingleStageDetector
 
-__all__ = ["SingleStageDetector"]
+__all__ = ["Detector", "SingleStageDetector"]

@@ -1,18 +1,19 @@
 """Backbone -> neck -> dense head, with the input normalisation kept as buffers (so checkpoints carry it)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ...registry import DETECTORS
 from ...structures import Batch, Detections
+from .base import Detector
 
 
 @DETECTORS.register()
-class SingleStageDetector(nn.Module):
-    """A one-stage detector.
+class SingleStageDetector(Detector):
+    """A one-stage detector: the `Detector` contract over a dense head's `loss` and `predict`.
 
     Args:
         backbone, neck, head: built modules (neck may be None).
@@ -30,25 +31,27 @@ class SingleStageDetector(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone, self.neck, self.head = backbone, neck, head
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=True)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, 3, 1, 1), persistent=True)
+        mean = torch.tensor(pixel_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(pixel_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("pixel_mean", mean, persistent=True)
+        self.register_buffer("pixel_std", std, persistent=True)
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (or float 0..255) [B, 3, H, W] -> normalised float."""
         return (images.float() - self.pixel_mean) / self.pixel_std
 
     def forward(self, images: Tensor):
+        """The head's raw outputs for uint8 images [B, 3, H, W] (this family's own; not the contract)."""
         features = self.backbone(self.normalize(images))
         if self.neck is not None:
             features = self.neck(features)
         return self.head(features)
 
-    def loss(self, batch: Batch, forward: Callable[[Tensor], object] | None = None) -> dict[str, Tensor]:
-        """Loss terms for a batch. `forward` is the (possibly DDP-wrapped) module to run the images through."""
-        outputs = (forward or self)(batch.images)
-        return self.head.loss(outputs, batch.targets, batch.images.shape[-2:])
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        """The head's loss terms for a batch (see `Detector.loss`)."""
+        return self.head.loss(self(batch.images), batch.targets, batch.images.shape[-2:])
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Detections]:
-        """Detections per image, in original-image pixels."""
+        """Detections per image, in original-image pixels (see `Detector.predict`)."""
         return self.head.predict(self(batch.images), batch)

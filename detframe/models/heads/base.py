@@ -1,10 +1,13 @@
-"""What dense (per-location, per-prior) heads return and how their level outputs are flattened."""
+"""What dense (per-location, per-prior) heads return, and the steps their losses share: flattening
+the levels, matching priors to objects over a batch, counting the positives across ranks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from ...dist import reduce_mean
 
 
 @dataclass
@@ -63,3 +66,15 @@ def match_batch(assigner, priors: Tensor, targets: list, **extra) -> tuple[Tenso
         gt_labels[i, pos] = gt.labels[index[pos]]
         gt_boxes[i, pos] = gt.boxes[index[pos]]
     return gt_labels, gt_boxes
+
+
+def num_positives(positive: Tensor) -> Tensor:
+    """The loss normaliser of heads that divide by their positive priors: float32 scalar.
+
+    The count of True in `positive` (bool [B, P]) averaged over the ranks of a distributed run, then
+    clamped to >= 1 (a batch without objects). With the mean over ranks, DDP's averaged gradient is the
+    gradient one process holding every rank's images would get; each rank's own count would weight a
+    rank with few positives up. In a single process it is the local count. The all-reduce happens here,
+    through `detframe.dist`, so that no head calls torch.distributed itself.
+    """
+    return reduce_mean(positive.sum().float()).clamp(min=1)

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ...errors import ConfigError
-from ...ops.boxes import batched_nms, clip_boxes, undo_resize
 from ...registry import HEADS
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from .base import DenseHead, DenseOutputs, flatten_levels, match_batch
+from ..postprocess import postprocess_dense
+from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
 def _subnet(in_channels: int, channels: int, num_convs: int, norm: str | None) -> nn.Sequential:
@@ -104,20 +105,23 @@ class RetinaHead(DenseHead):
         reg = flatten_levels([self.bbox_reg(self.reg_convs(f)) for f in features], 4)
         return DenseOutputs(cls, reg, [tuple(f.shape[-2:]) for f in features])
 
-    def loss(self, outputs: DenseOutputs, targets: list[Instances], image_size: Sequence[int]) -> dict[str, Tensor]:
+    def loss(
+        self, outputs: DenseOutputs, targets: list[Instances], image_size: Sequence[int]
+    ) -> dict[str, Tensor]:
         """Args:
             outputs: this head's forward output for a batch of B images.
             targets: per image, boxes (xyxy in the padded input's pixels), labels 0..C-1, ignore flags.
             image_size: (h, w) of the padded input tensor.
 
         Returns:
-            {"loss_cls", "loss_box"}, each divided by the number of positive anchors in the batch.
+            {"loss_cls", "loss_box"}, each divided by the number of positive anchors in the batch (its
+            mean over ranks in a distributed run, see `num_positives`).
         """
         priors = self.priors(outputs, image_size)
         gt_labels, gt_boxes = match_batch(self.assigner, priors, targets)
         positive = gt_labels >= 0
         valid = gt_labels != IGNORED
-        num_pos = positive.sum().clamp(min=1).float()
+        num_pos = num_positives(positive)
         onehot = torch.zeros_like(outputs.cls_logits)
         onehot[positive] = nn.functional.one_hot(gt_labels[positive], self.num_classes).to(onehot.dtype)
         loss_cls = self.loss_cls(outputs.cls_logits[valid], onehot[valid])
@@ -131,26 +135,22 @@ class RetinaHead(DenseHead):
 
     @torch.no_grad()
     def predict(self, outputs: DenseOutputs, batch: Batch) -> list[Detections]:
-        """Per level top-k over (anchor, class) scores above the threshold, decode, batched NMS, and
-        boxes mapped back to original pixels."""
+        """Sigmoid scores, per level the top-k (anchor, class) pairs above the threshold, then the shared
+        post-processing (`postprocess_dense`): decode, class-aware NMS, boxes in original pixels."""
         priors = self.priors(outputs, batch.images.shape[-2:])
         sizes = [h * w * self.num_anchors for h, w in outputs.feature_shapes]
         results = []
         for i in range(len(batch)):
-            boxes, scores, labels = [], [], []
-            for logits, deltas, anchors in zip(
-                outputs.cls_logits[i].float().split(sizes), outputs.box_regression[i].float().split(sizes), priors.split(sizes)
-            ):
-                flat = torch.sigmoid(logits).flatten()
-                candidates = torch.where(flat > self.score_threshold)[0]
-                top, order = flat[candidates].topk(min(self.topk_candidates, len(candidates)))
-                index = candidates[order]
-                anchor_index = torch.div(index, self.num_classes, rounding_mode="floor")
-                boxes.append(clip_boxes(self.coder.decode(anchors[anchor_index], deltas[anchor_index]), batch.image_sizes[i]))
-                scores.append(top)
-                labels.append(index % self.num_classes)
-            boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
-            kept = batched_nms(boxes, scores, labels, self.nms_iou)[: self.max_detections]
-            boxes = undo_resize(boxes[kept], batch.scales[i], batch.offsets[i], batch.orig_sizes[i])
-            results.append(Detections(boxes, scores[kept], labels[kept]))
+            scores = [torch.sigmoid(logits) for logits in outputs.cls_logits[i].float().split(sizes)]
+            decode = partial(self._decode, priors, outputs.box_regression[i].float())
+            results.append(postprocess_dense(
+                scores, decode, batch.image_sizes[i], score_threshold=self.score_threshold,
+                topk_candidates=self.topk_candidates, topk_mode="pairs", nms_iou=self.nms_iou,
+                max_detections=self.max_detections, scale=batch.scales[i], offset=batch.offsets[i],
+                orig_size=batch.orig_sizes[i],
+            ))
         return results
+
+    def _decode(self, priors: Tensor, deltas: Tensor, index: Tensor) -> Tensor:
+        """Boxes [n, 4] of the anchors `index` [n] from their deltas (only the candidates are decoded)."""
+        return self.coder.decode(priors[index], deltas[index])

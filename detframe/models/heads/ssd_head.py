@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from ...ops.boxes import batched_nms, clip_boxes, undo_resize
 from ...registry import HEADS
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from .base import DenseHead, DenseOutputs, flatten_levels
+from ..postprocess import postprocess_dense
+from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
 @HEADS.register()
@@ -58,7 +58,8 @@ class SSDHead(DenseHead):
         anchors = prior_generator.num_anchors
         if len(anchors) != len(in_channels):
             raise ValueError(
-                f"{type(self).__name__}: the prior generator has {len(anchors)} levels but the neck gives {len(in_channels)} feature maps"
+                f"{type(self).__name__}: the prior generator has {len(anchors)} levels but the neck gives "
+                f"{len(in_channels)} feature maps"
             )
         self.num_classes = num_classes
         self.prior_generator, self.assigner, self.coder = prior_generator, assigner, coder
@@ -77,7 +78,9 @@ class SSDHead(DenseHead):
         """Start with P(background) = `prob` at every prior (RetinaNet's prior-probability init, for a
         softmax): early training then is not dominated by the loss of thousands of easy negatives."""
         if not 0.0 < prob < 1.0:
-            raise ValueError(f"{type(self).__name__}.background_prior: expected a probability in (0, 1), got {prob}")
+            raise ValueError(
+                f"{type(self).__name__}.background_prior: expected a probability in (0, 1), got {prob}"
+            )
         k = self.num_classes + 1
         logit = math.log(prob * (k - 1) / (1.0 - prob))
         for predictor in self.cls_convs:
@@ -99,35 +102,26 @@ class SSDHead(DenseHead):
         reg = flatten_levels([conv(f) for conv, f in zip(self.reg_convs, features)], 4)
         return DenseOutputs(cls, reg, [tuple(f.shape[-2:]) for f in features])
 
-    def loss(self, outputs: DenseOutputs, targets: list[Instances], image_size: Sequence[int]) -> dict[str, Tensor]:
+    def loss(
+        self, outputs: DenseOutputs, targets: list[Instances], image_size: Sequence[int]
+    ) -> dict[str, Tensor]:
         """Args:
             outputs: this head's forward output for a batch of B images.
             targets: per image, boxes (xyxy in the padded input's pixels), labels 0..C-1, ignore flags.
             image_size: (h, w) of the padded input tensor.
 
         Returns:
-            {"loss_cls", "loss_box"}, each normalised by the number of positive priors in the batch.
+            {"loss_cls", "loss_box"}, each normalised by the number of positive priors in the batch (its
+            mean over ranks in a distributed run, see `num_positives`).
         """
         priors = self.priors(outputs, image_size)
-        batch_size, num_priors = outputs.cls_logits.shape[:2]
-        cls_targets = outputs.cls_logits.new_zeros((batch_size, num_priors), dtype=torch.long)
-        matched_boxes = priors.new_zeros((batch_size, num_priors, 4))
-        for i, gt in enumerate(targets):
-            assignment = self.assigner(priors, gt.boxes, gt.ignore)
-            pos = assignment.positive
-            index = assignment.gt_index[pos]
-            cls_targets[i, pos] = gt.labels[index] + 1
-            cls_targets[i, assignment.gt_index == IGNORED] = -1
-            matched_boxes[i, pos] = gt.boxes[index]
-        positive = cls_targets > 0
-        num_pos = positive.sum().float()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Normalise by the mean positive count over ranks: DDP's averaged gradient then equals the
-            # gradient of one process holding the whole batch.
-            torch.distributed.all_reduce(num_pos)
-            num_pos = num_pos / torch.distributed.get_world_size()
-        num_pos = num_pos.clamp(min=1)
-        box_targets = self.coder.encode(priors.expand(batch_size, -1, -1)[positive], matched_boxes[positive])
+        gt_labels, gt_boxes = match_batch(self.assigner, priors, targets)
+        positive = gt_labels >= 0
+        # HardNegativeCrossEntropyLoss's targets: 0 background, 1..C the classes, -1 ignored.
+        cls_targets = torch.where(positive, gt_labels + 1, 0)
+        cls_targets[gt_labels == IGNORED] = -1
+        num_pos = num_positives(positive)
+        box_targets = self.coder.encode(priors.expand(len(targets), -1, -1)[positive], gt_boxes[positive])
         return {
             "loss_cls": self.loss_cls(outputs.cls_logits, cls_targets) / num_pos,
             "loss_box": self.loss_box(outputs.box_regression[positive], box_targets) / num_pos,
@@ -135,23 +129,22 @@ class SSDHead(DenseHead):
 
     @torch.no_grad()
     def predict(self, outputs: DenseOutputs, batch: Batch) -> list[Detections]:
-        """Decode, threshold, per-class top-k, batched NMS, and map boxes back to original pixels."""
+        """Softmax scores without the background, per class the top-k priors above the threshold, then
+        the shared post-processing (`postprocess_dense`): class-aware NMS, boxes in original pixels."""
         priors = self.priors(outputs, batch.images.shape[-2:])
+        # Every prior decoded, for the whole batch at once, as before the shared post-processing:
+        # decoding only the candidates could round some boxes differently (see models/postprocess.py).
         boxes_all = self.coder.decode(priors, outputs.box_regression.float())
         scores_all = F.softmax(outputs.cls_logits.float(), dim=-1)[..., 1:]
-        k = min(self.topk_candidates, priors.shape[0])
-        results = []
-        for i in range(len(batch)):
-            boxes = clip_boxes(boxes_all[i], batch.image_sizes[i])
-            # Top k priors per class, then the score threshold: the same set as thresholding first.
-            top_scores, top_index = scores_all[i].topk(k, dim=0)  # [k, C]
-            keep = top_scores > self.score_threshold
-            scores, labels = top_scores[keep], keep.nonzero()[:, 1]
-            boxes = boxes[top_index[keep]]
-            kept = batched_nms(boxes, scores, labels, self.nms_iou)[: self.max_detections]
-            boxes = undo_resize(boxes[kept], batch.scales[i], batch.offsets[i], batch.orig_sizes[i])
-            results.append(Detections(boxes, scores[kept], labels[kept]))
-        return results
+        return [
+            postprocess_dense(
+                scores_all[i], boxes_all[i], batch.image_sizes[i], score_threshold=self.score_threshold,
+                topk_candidates=self.topk_candidates, topk_mode="per_class", nms_iou=self.nms_iou,
+                max_detections=self.max_detections, scale=batch.scales[i], offset=batch.offsets[i],
+                orig_size=batch.orig_sizes[i],
+            )
+            for i in range(len(batch))
+        ]
 
 
 @HEADS.register()
@@ -161,7 +154,9 @@ class SSDLiteHead(SSDHead):
 
     def _predictor(self, channels: int, out: int, norm: Callable) -> nn.Module:
         return nn.Sequential(
-            Conv2dNormActivation(channels, channels, 3, groups=channels, norm_layer=norm, activation_layer=nn.ReLU6),
+            Conv2dNormActivation(
+                channels, channels, 3, groups=channels, norm_layer=norm, activation_layer=nn.ReLU6
+            ),
             nn.Conv2d(channels, out, 1),
         )
 

@@ -9,11 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError
-from ...ops.boxes import batched_nms, clip_boxes, undo_resize
 from ...registry import HEADS
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
 from ..backbones.darknet import ConvBNAct
+from ..postprocess import postprocess_dense, preselect_priors
 from .base import flatten_levels, match_batch
 
 
@@ -79,8 +79,10 @@ class YOLOv3Head(nn.Module):
         super().__init__()
         anchors = prior_generator.num_anchors
         if not len(anchors) == len(in_channels) == len(out_channels):
-            raise ConfigError(f"YOLOv3Head: {len(in_channels)} input maps, {len(out_channels)} out_channels and "
-                              f"{len(anchors)} prior levels must agree")
+            raise ConfigError(
+                f"YOLOv3Head: {len(in_channels)} input maps, {len(out_channels)} out_channels and "
+                f"{len(anchors)} prior levels must agree"
+            )
         self.num_classes = num_classes
         self.prior_generator, self.assigner, self.coder = prior_generator, assigner, coder
         self.loss_cls, self.loss_obj, self.loss_xy, self.loss_wh = loss_cls, loss_obj, loss_xy, loss_wh
@@ -88,11 +90,14 @@ class YOLOv3Head(nn.Module):
         self.topk_candidates, self.max_detections = topk_candidates, max_detections
         norm = {"norm_eps": norm_eps, "norm_momentum": norm_momentum}
         self.bridges = nn.ModuleList(ConvBNAct(c, o, 3, **norm) for c, o in zip(in_channels, out_channels))
-        self.preds = nn.ModuleList(nn.Conv2d(o, a * (5 + num_classes), 1) for o, a in zip(out_channels, anchors))
+        self.preds = nn.ModuleList(
+            nn.Conv2d(o, a * (5 + num_classes), 1) for o, a in zip(out_channels, anchors)
+        )
         self._init_weights(obj_prior_objects)
 
     def _init_weights(self, objects: float) -> None:
-        for conv, stride, a in zip(self.preds, self.prior_generator.strides, self.prior_generator.num_anchors):
+        gen = self.prior_generator
+        for conv, stride, a in zip(self.preds, gen.strides, gen.num_anchors):
             nn.init.normal_(conv.weight, std=0.01)
             bias = conv.bias.data.view(a, -1)
             bias.zero_()
@@ -101,15 +106,19 @@ class YOLOv3Head(nn.Module):
             bias[:, 5:] = -math.log((1 - 0.01) / 0.01)
 
     def forward(self, features: list[Tensor]) -> YOLOOutputs:
-        raw = flatten_levels([p(b(f)) for p, b, f in zip(self.preds, self.bridges, features)], 5 + self.num_classes)
+        per_level = [p(b(f)) for p, b, f in zip(self.preds, self.bridges, features)]
+        raw = flatten_levels(per_level, 5 + self.num_classes)
         return YOLOOutputs(raw, [tuple(f.shape[-2:]) for f in features])
 
     def _priors(self, outputs: YOLOOutputs, image_size: Sequence[int]) -> tuple[Tensor, Tensor]:
         device = outputs.raw.device
         gen = self.prior_generator
-        return gen(outputs.feature_shapes, tuple(image_size), device), gen.strides_of(outputs.feature_shapes, device)
+        shapes = outputs.feature_shapes
+        return gen(shapes, tuple(image_size), device), gen.strides_of(shapes, device)
 
-    def loss(self, outputs: YOLOOutputs, targets: list[Instances], image_size: Sequence[int]) -> dict[str, Tensor]:
+    def loss(
+        self, outputs: YOLOOutputs, targets: list[Instances], image_size: Sequence[int]
+    ) -> dict[str, Tensor]:
         """Args:
             outputs: this head's forward output for a batch of B images.
             targets: per image, boxes (xyxy in the padded input's pixels), labels 0..C-1, ignore flags.
@@ -123,12 +132,16 @@ class YOLOv3Head(nn.Module):
         positive = gt_labels >= 0
         valid = gt_labels != IGNORED
         raw = outputs.raw
+        # Normalised by the images, not the positives: every rank holds the same number of images, so
+        # no count is shared between ranks (unlike `num_positives` in the SSD and RetinaNet heads).
         num_images = float(len(targets))
         loss_obj = self.loss_obj(raw[..., 4][valid], positive[valid].to(raw.dtype))
         pos = raw[positive]
         onehot = nn.functional.one_hot(gt_labels[positive], self.num_classes).to(raw.dtype)
         batch = len(targets)
-        target = self.coder.encode(priors.expand(batch, -1, -1)[positive], gt_boxes[positive], strides.expand(batch, -1)[positive])
+        target = self.coder.encode(
+            priors.expand(batch, -1, -1)[positive], gt_boxes[positive], strides.expand(batch, -1)[positive]
+        )
         return {
             "loss_cls": self.loss_cls(pos[:, 5:], onehot) / num_images,
             "loss_obj": loss_obj / num_images,
@@ -138,22 +151,19 @@ class YOLOv3Head(nn.Module):
 
     @torch.no_grad()
     def predict(self, outputs: YOLOOutputs, batch: Batch) -> list[Detections]:
-        """Objectness filter, top-k, objectness x class scores, batched NMS, boxes in original pixels."""
+        """The most object-like priors (`preselect_priors`), class score = objectness x class probability,
+        then the shared post-processing (`postprocess_dense`): class-aware NMS, boxes in original pixels."""
         priors, strides = self._priors(outputs, batch.images.shape[-2:])
         raw = outputs.raw.float()
         results = []
         for i in range(len(batch)):
             obj = torch.sigmoid(raw[i, :, 4])
-            candidates = torch.where(obj > self.obj_threshold)[0]
-            top = obj[candidates].topk(min(self.topk_candidates, len(candidates))).indices
-            index = candidates[top]
+            index = preselect_priors(obj, self.obj_threshold, self.topk_candidates)
             scores = torch.sigmoid(raw[i, index, 5:]) * obj[index, None]  # [k, C]
-            keep = scores > self.score_threshold
-            prior_index, labels = keep.nonzero(as_tuple=True)
-            boxes = self.coder.decode(priors[index], raw[i, index, :4], strides[index])[prior_index]
-            boxes = clip_boxes(boxes, batch.image_sizes[i])
-            scores = scores[keep]
-            kept = batched_nms(boxes, scores, labels, self.nms_iou)[: self.max_detections]
-            boxes = undo_resize(boxes[kept], batch.scales[i], batch.offsets[i], batch.orig_sizes[i])
-            results.append(Detections(boxes, scores[kept], labels[kept]))
+            boxes = self.coder.decode(priors[index], raw[i, index, :4], strides[index])  # the k preselected
+            results.append(postprocess_dense(
+                scores, boxes, batch.image_sizes[i], score_threshold=self.score_threshold,
+                topk_candidates=None, nms_iou=self.nms_iou, max_detections=self.max_detections,
+                scale=batch.scales[i], offset=batch.offsets[i], orig_size=batch.orig_sizes[i],
+            ))
         return results
