@@ -94,3 +94,14 @@ def test_misspelt_key_in_a_user_file_names_it(tmp_path):
     assert "train.max_epoch" in str(e.value) and "Did you mean 'max_epochs'?" in str(e.value)
     with pytest.raises(ConfigError, match="file not found"):
         compose([f"config={tmp_path / 'missing.yaml'}"])
+
+
+def test_a_removed_key_names_its_replacement(tmp_path):
+    for override in ("hooks.eval=null", "hooks.eval.interval=2", "+hooks.eval={type: EvalHook}"):
+        with pytest.raises(ConfigError, match=r"EvalHook is gone: .*train.val_interval=N \(0: never\)"):
+            compose([override])
+    old = tmp_path / "old.yaml"
+    old.write_text("hooks:\n  eval: {type: EvalHook, interval: 2}\n")
+    with pytest.raises(ConfigError, match=r"^hooks.eval: EvalHook is gone"):
+        compose([f"config={old}"])
+    assert compose(["train.val_interval=0"]).train.val_interval == 0

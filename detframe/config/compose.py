@@ -23,8 +23,8 @@ from . import schema  # noqa: F401  (registers the schema with Hydra's ConfigSto
 EXPERIMENT_GROUP = "experiment"
 # Config keys that were renamed or removed: using one is an error that names its replacement.
 RENAMED = {
-    "hooks.eval": "the runner evaluates every train.val_interval epochs and after the last (0: never); "
-                  "remove hooks.eval and set train.val_interval=N",
+    "hooks.eval": "EvalHook is gone: the runner evaluates every train.val_interval epochs and after the "
+                  "last; remove hooks.eval and set train.val_interval=N (0: never)",
 }
 
 
@@ -151,8 +151,9 @@ def _first_of_sweeps(overrides: Sequence[str]) -> list[str]:
 def _check_renamed_overrides(overrides: Sequence[str]) -> None:
     for text in overrides:
         key = text.lstrip("+~").split("=", 1)[0]
-        if key in RENAMED:
-            raise ConfigError(f"{text}: {RENAMED[key]}")
+        old = next((k for k in RENAMED if key == k or key.startswith(k + ".")), None)
+        if old is not None:
+            raise ConfigError(f"{text}: {RENAMED[old]}")
 
 
 def check_renamed(cfg: DictConfig) -> None:
