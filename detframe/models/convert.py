@@ -49,7 +49,9 @@ RULES: dict[str, list[Rule]] = {
 }
 
 # Our model config and the overrides that make it torchvision's network, per torchvision builder.
-_TV_RETINA_SIZES = "[" + ",".join(f"[{x},{int(x * 2 ** (1 / 3))},{int(x * 2 ** (2 / 3))}]" for x in (32, 64, 128, 256, 512)) + "]"
+_TV_RETINA_SIZES = "[" + ",".join(
+    f"[{x},{int(x * 2 ** (1 / 3))},{int(x * 2 ** (2 / 3))}]" for x in (32, 64, 128, 256, 512)
+) + "]"
 EQUIVALENTS: dict[str, tuple[str, list[str]]] = {
     "ssd300_vgg16": ("ssd300_vgg16", []),
     "ssdlite320_mobilenet_v3_large": ("ssdlite_mobilenetv3", []),
@@ -99,18 +101,22 @@ def select_classes(state: dict[str, Tensor], arch: str, class_index: Sequence[in
             anchors = state[box_key].shape[0] // 4
             per_anchor = value.view(anchors, -1, *value.shape[1:])
             if max(keep) >= per_anchor.shape[1]:
-                raise ConfigError(f"{key}: {per_anchor.shape[1]} class slots per anchor, cannot select slot {max(keep)}")
+                raise ConfigError(
+                    f"{key}: {per_anchor.shape[1]} class slots per anchor, cannot select slot {max(keep)}"
+                )
             out[key] = per_anchor[:, keep].reshape(-1, *value.shape[1:]).clone()
     return out
 
 
-def convert_state_dict(state: dict[str, Tensor], arch: str, class_index: Sequence[int] | None = None) -> dict[str, Tensor]:
+def convert_state_dict(state: dict[str, Tensor], arch: str,
+                       class_index: Sequence[int] | None = None) -> dict[str, Tensor]:
     """A torchvision detector's state dict as detframe's (see `rename`, `select_classes`)."""
     state = rename(state, arch)
     return select_classes(state, arch, class_index) if class_index is not None else state
 
 
-def load_torchvision(model: nn.Module, state: dict[str, Tensor], arch: str, class_index: Sequence[int] | None = None) -> None:
+def load_torchvision(model: nn.Module, state: dict[str, Tensor], arch: str,
+                     class_index: Sequence[int] | None = None) -> None:
     """Load a torchvision detector's state dict into `model` (detframe's equivalent, see `EQUIVALENTS`).
 
     BatchNorm's `num_batches_tracked` is dropped where the model has FrozenBatchNorm instead; any other
@@ -126,7 +132,8 @@ def load_torchvision(model: nn.Module, state: dict[str, Tensor], arch: str, clas
     if extra or missing or wrong:
         raise ConfigError(
             f"torchvision {arch} does not fit this model: {len(extra)} unexpected ({', '.join(extra[:3])}), "
-            f"{len(missing)} missing ({', '.join(missing[:3])}), {len(wrong)} of another shape ({'; '.join(wrong[:2])})"
+            f"{len(missing)} missing ({', '.join(missing[:3])}), "
+            f"{len(wrong)} of another shape ({'; '.join(wrong[:2])})"
         )
     with torch.no_grad():
         model.load_state_dict(converted, strict=False)

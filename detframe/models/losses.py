@@ -41,7 +41,9 @@ class HardNegativeCrossEntropyLoss:
             scalar: summed loss over the selected priors, times `loss_weight`.
         """
         ignored = targets < 0
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.clamp(min=0).flatten(), reduction="none").view_as(targets)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1), targets.clamp(min=0).flatten(), reduction="none"
+        ).view_as(targets)
         positive = targets > 0
         num_negative = (self.neg_pos_ratio * positive.sum(dim=1, keepdim=True)).long()
         negative_loss = loss.detach().clone()
@@ -93,7 +95,9 @@ class FocalLoss:
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
         """logits, targets: [N, C]; targets are one-hot (all zeros for background). Returns the sum."""
-        return self.loss_weight * sigmoid_focal_loss(logits, targets.to(logits.dtype), self.alpha, self.gamma, "sum")
+        return self.loss_weight * sigmoid_focal_loss(
+            logits, targets.to(logits.dtype), self.alpha, self.gamma, "sum"
+        )
 
 
 @LOSSES.register()
@@ -106,7 +110,9 @@ class BCEWithLogitsLoss:
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
         """logits, targets: same shape; targets in [0, 1] (soft targets allowed). Returns the sum."""
-        return self.loss_weight * F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="sum")
+        return self.loss_weight * F.binary_cross_entropy_with_logits(
+            logits, targets.to(logits.dtype), reduction="sum"
+        )
 
 
 @LOSSES.register()

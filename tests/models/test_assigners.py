@@ -10,7 +10,8 @@ def boxes(*rows):
 def test_thresholds_and_best_prior_per_object():
     priors = boxes([0, 0, 10, 10], [0, 0, 10, 12], [20, 20, 30, 30], [50, 50, 60, 60], [22, 22, 34, 34])
     gt = boxes([0, 0, 10, 11], [21, 21, 33, 33])
-    # IoU(gt0): prior0 10/11 = .909, prior1 10/12 = .833; gt1 vs prior2: 81/163 = .497, vs prior4: 121/144 = .84
+    # IoU(gt0): prior0 10/11 = .909, prior1 10/12 = .833;
+    # gt1 vs prior2: 81/163 = .497, vs prior4: 121/144 = .84
     a = MaxIoUAssigner(pos_iou=0.5, neg_iou=0.4)(priors, gt)
     assert a.gt_index.tolist() == [0, 0, IGNORED, NEGATIVE, 1]  # prior2 lies between 0.4 and 0.5
 

@@ -10,7 +10,8 @@ def test_encode_known_values():
     prior = torch.tensor([[0.0, 0.0, 10.0, 20.0]])  # centre (5, 10), size 10 x 20
     gt = torch.tensor([[2.0, 4.0, 22.0, 24.0]])  # centre (12, 14), size 20 x 20
     deltas = coder.encode(prior, gt)
-    expected = torch.tensor([[(12 - 5) / 10 / 0.1, (14 - 10) / 20 / 0.1, math.log(2) / 0.2, math.log(1) / 0.2]])
+    expected = torch.tensor([[(12 - 5) / 10 / 0.1, (14 - 10) / 20 / 0.1,
+                              math.log(2) / 0.2, math.log(1) / 0.2]])
     torch.testing.assert_close(deltas, expected)
 
 

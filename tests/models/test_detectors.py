@@ -11,7 +11,8 @@ from ..conftest import compose
 def make_batch(size: int, targets: list[Instances]) -> Batch:
     n = len(targets)
     images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
-    return Batch(images, targets, [(size, size)] * n, [(size * 2, size)] * n, list(range(n)), [(0.5, 1.0)] * n, [(0.0, 0.0)] * n)
+    return Batch(images, targets, [(size, size)] * n, [(size * 2, size)] * n, list(range(n)),
+                 [(0.5, 1.0)] * n, [(0.0, 0.0)] * n)
 
 
 def empty() -> Instances:

@@ -38,13 +38,16 @@ def test_too_few_boxes():
 
 @pytest.mark.slow
 def test_anchors_tool_on_a_dataset(tiny_shapes, tmp_path):
-    result = run_tool("anchors.py", ["model=yolov3_d53_small", f"data.root={tiny_shapes}", "pipeline.size=160", "k=6"], tmp_path)
+    result = run_tool("anchors.py", ["model=yolov3_d53_small", f"data.root={tiny_shapes}",
+                                     "pipeline.size=160", "k=6"], tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "k-means (distance 1 - IoU), k=6" in out and "the config's current anchors (YOLOPriorGenerator, 9 shapes)" in out
+    assert ("k-means (distance 1 - IoU), k=6" in out
+            and "the config's current anchors (YOLOPriorGenerator, 9 shapes)" in out)
     assert out.count("mean best IoU") == 2
     assert "model.head.prior_generator.base_sizes=[[[" in out  # 6 anchors over the 3 levels: 2 each
-    new, current = [float(line.split("mean best IoU ")[1].split(";")[0]) for line in out.splitlines() if "mean best IoU" in line]
+    new, current = [float(line.split("mean best IoU ")[1].split(";")[0])
+                    for line in out.splitlines() if "mean best IoU" in line]
     assert 0 < current <= 1 and new > current  # clusters of this set's boxes beat COCO's shapes on it
 
 

@@ -9,7 +9,8 @@ from detframe.models.losses import HardNegativeCrossEntropyLoss, SmoothL1Loss
 def test_hard_negative_mining_keeps_three_negatives_per_positive():
     # One image, 6 priors, 2 classes + background. Prior 0 is positive (class 1 -> target 1),
     # priors 1..5 are background with increasing background confidence, i.e. decreasing loss.
-    logits = torch.tensor([[[0.0, 2.0, 0.0], [0.0, 3.0, 0.0], [1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [3.0, 0.0, 0.0], [4.0, 0.0, 0.0]]])
+    logits = torch.tensor([[[0.0, 2.0, 0.0], [0.0, 3.0, 0.0], [1.0, 2.0, 0.0],
+                            [2.0, 1.0, 0.0], [3.0, 0.0, 0.0], [4.0, 0.0, 0.0]]])
     targets = torch.tensor([[1, 0, 0, 0, 0, 0]])
     ce = F.cross_entropy(logits[0], torch.tensor([1, 0, 0, 0, 0, 0]), reduction="none")
     expected = ce[0] + ce[1] + ce[2] + ce[3]  # the positive and the 3 hardest negatives

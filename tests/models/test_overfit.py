@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 DETECTORS = {
     # name: (overrides, optimizer steps, AdamW learning rate)
-    "ssd": (["model=ssdlite_mobilenetv3_small", "model.head.type=SSDHead", "model.neck.separable=false"], 40, 3e-3),
+    "ssd": (["model=ssdlite_mobilenetv3_small", "model.head.type=SSDHead",
+             "model.neck.separable=false"], 40, 3e-3),
     "ssdlite": (["model=ssdlite_mobilenetv3_small"], 40, 3e-3),
     "retinanet": (["model=retinanet_r18_fpn", "model.neck.out_channels=64", "model.head.feat_channels=64",
                    "model.head.stacked_convs=2"], 40, 1e-3),
@@ -61,4 +62,5 @@ def test_detector_overfits_four_images(name, tiny_shapes):
     evaluator = CocoEvaluator(dataset)
     evaluator.process(batch.image_ids, model.predict(batch))
     ap50 = evaluator.compute()["coco/AP50"]
-    assert ap50 >= 0.9, f"{name}: mAP@0.5 {ap50:.3f} after {steps} steps, losses {({k: round(v.item(), 4) for k, v in losses.items()})}"
+    assert ap50 >= 0.9, (f"{name}: mAP@0.5 {ap50:.3f} after {steps} steps, "
+                         f"losses {({k: round(v.item(), 4) for k, v in losses.items()})}")

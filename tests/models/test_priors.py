@@ -5,8 +5,8 @@ from torchvision.models.detection.image_list import ImageList
 
 from detframe.models.priors import SSDPriorGenerator
 
-SSD300 = dict(aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]], scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
-              steps=[8, 16, 32, 64, 100, 300])
+SSD300 = dict(aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
+              scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05], steps=[8, 16, 32, 64, 100, 300])
 SSD300_GRID = [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)]
 
 
@@ -21,8 +21,10 @@ def test_ssd300_has_8732_default_boxes():
     "kwargs,grid,size",
     [
         (SSD300, SSD300_GRID, (300, 300)),
-        (dict(aspect_ratios=[[2, 3]] * 6, min_ratio=0.2, max_ratio=0.95), [(20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)], (320, 320)),
-        (dict(aspect_ratios=[[2, 3]] * 3, min_ratio=0.1, max_ratio=0.8, clip=False), [(8, 12), (4, 6), (2, 3)], (128, 192)),
+        (dict(aspect_ratios=[[2, 3]] * 6, min_ratio=0.2, max_ratio=0.95),
+         [(20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)], (320, 320)),
+        (dict(aspect_ratios=[[2, 3]] * 3, min_ratio=0.1, max_ratio=0.8, clip=False),
+         [(8, 12), (4, 6), (2, 3)], (128, 192)),
     ],
 )
 def test_same_boxes_as_torchvision(kwargs, grid, size):

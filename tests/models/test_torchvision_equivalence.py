@@ -31,8 +31,10 @@ def realistic_random(model: torch.nn.Module) -> None:
         bn.weight.data.copy_(torch.rand(bn.weight.shape, generator=g) * 0.5 + 0.75)
         bn.bias.data.copy_(torch.randn(bn.bias.shape, generator=g) * 0.1)
     for name, m in model.head.named_modules():
-        if isinstance(m, torch.nn.Conv2d) and m.groups == 1 and ("cls_logits" in name or "classification_head.module_list" in name):
-            torch.nn.init.normal_(m.weight, std=(m.in_channels * m.kernel_size[0] * m.kernel_size[1]) ** -0.5, generator=g)
+        if (isinstance(m, torch.nn.Conv2d) and m.groups == 1
+                and ("cls_logits" in name or "classification_head.module_list" in name)):
+            torch.nn.init.normal_(m.weight, std=(m.in_channels * m.kernel_size[0] * m.kernel_size[1]) ** -0.5,
+                                  generator=g)
             torch.nn.init.normal_(m.bias, std=1.0, generator=g)
     if norms:
         model.train()
@@ -43,7 +45,8 @@ def realistic_random(model: torch.nn.Module) -> None:
 
 def batch_of(images: torch.Tensor, targets: list[Instances] | None = None) -> Batch:
     n, size = len(images), images.shape[-1]
-    return Batch(images, targets or [], [(size, size)] * n, [(size, size)] * n, list(range(n)), [(1.0, 1.0)] * n, [(0.0, 0.0)] * n)
+    return Batch(images, targets or [], [(size, size)] * n, [(size, size)] * n, list(range(n)),
+                 [(1.0, 1.0)] * n, [(0.0, 0.0)] * n)
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -59,7 +62,8 @@ def pair(request):
     name, overrides = EQUIVALENTS[arch]
     ours = build_detector(compose([f"model={name}", *overrides]).model).eval()  # data=shapes: 4 classes
     load_torchvision(ours, theirs.state_dict(), arch)
-    images = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    images = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(2))
     captured = {}
     hook = theirs.head.register_forward_hook(lambda module, args, out: captured.update(out))
     with torch.no_grad():
@@ -86,7 +90,8 @@ def assert_same_detections(theirs: dict, ours, label_offset: int) -> None:
     used = torch.zeros(len(ours), dtype=torch.bool)
     for i in range(len(ours)):
         free = torch.where(compatible[i] & ~used)[0]
-        assert len(free), f"our detection {i} {ours.boxes[i].tolist()} {ours.scores[i]:.5f} has no match in torchvision's"
+        assert len(free), (f"our detection {i} {ours.boxes[i].tolist()} {ours.scores[i]:.5f} "
+                           "has no match in torchvision's")
         used[free[0]] = True
 
 
@@ -112,8 +117,10 @@ def test_same_losses(pair):
     theirs.train()
     ours.train()
     try:
-        expected = theirs([im.float() / 255 for im in images], [{"boxes": b, "labels": l + offset} for b, l in zip(boxes, labels)])
-        got = ours.loss(batch_of(images, [Instances(b, l, torch.zeros(3, dtype=torch.bool)) for b, l in zip(boxes, labels)]))
+        expected = theirs([im.float() / 255 for im in images],
+                          [{"boxes": b, "labels": label + offset} for b, label in zip(boxes, labels)])
+        got = ours.loss(batch_of(images, [Instances(b, label, torch.zeros(3, dtype=torch.bool))
+                                          for b, label in zip(boxes, labels)]))
     finally:
         theirs.eval()
         ours.eval()

@@ -22,7 +22,8 @@ def test_priors_sit_at_cell_centres_with_their_shapes():
     priors, strides = GEN(SHAPES, (32, 32)), GEN.strides_of(SHAPES)
     assert priors.shape == (4 * 4 * 2 + 2 * 2 * 2, 4) and strides.tolist() == [8.0] * 32 + [16.0] * 8
     # level 0, row 1, column 2, anchor 1: centre (2.5 * 8, 1.5 * 8), size 16x30
-    torch.testing.assert_close(priors[(1 * 4 + 2) * 2 + 1], torch.tensor([20 - 8, 12 - 15, 20 + 8, 12 + 15.0]))
+    torch.testing.assert_close(priors[(1 * 4 + 2) * 2 + 1],
+                               torch.tensor([20 - 8, 12 - 15, 20 + 8, 12 + 15.0]))
 
 
 def test_coder_inverts_the_papers_parameterisation():
@@ -42,7 +43,8 @@ def test_coder_inverts_the_papers_parameterisation():
 
 def test_assigner_picks_the_best_shape_in_the_centre_cell():
     priors, strides = GEN(SHAPES, (32, 32)), GEN.strides_of(SHAPES)
-    # centre (13, 21): level-0 cell (row 2, col 1); 15x28 fits anchor 16x30 best; 90x110 fits level 1's 100x120
+    # centre (13, 21): level-0 cell (row 2, col 1); 15x28 fits anchor 16x30 best;
+    # 90x110 fits level 1's 100x120
     gt = torch.tensor([[13 - 7.5, 21 - 14, 13 + 7.5, 21 + 14], [13 - 45, 21 - 55, 13 + 45, 21 + 55.0]])
     result = YOLOAssigner(ignore_iou=0.5)(priors, strides, gt)
     positive = torch.where(result.gt_index >= 0)[0].tolist()
@@ -93,9 +95,11 @@ def test_short_darknet_file_is_a_clear_error(tmp_path):
 
     net = Darknet(stage_blocks=[1, 1, 1, 1, 1], widen_factor=0.125, out_strides=[4])
     first = net.convs_in_darknet_order()[0]
-    write_darknet_file(tmp_path / "w.weights", np.zeros(first.bn.bias.numel() * 4 + first.conv.weight.numel() + 10))
+    write_darknet_file(tmp_path / "w.weights",
+                       np.zeros(first.bn.bias.numel() * 4 + first.conv.weight.numel() + 10))
     with pytest.raises(ConfigError, match=r"ends at conv layer 2 of \d+"):
-        read_darknet_weights(net.convs_in_darknet_order(), tmp_path / "w.weights", "model.backbone.pretrained")
+        read_darknet_weights(net.convs_in_darknet_order(), tmp_path / "w.weights",
+                             "model.backbone.pretrained")
 
 
 def test_resnet_frozen_stages_and_frozen_bn():
@@ -104,10 +108,12 @@ def test_resnet_frozen_stages_and_frozen_bn():
     net = ResNet(depth=18, out_strides=[8, 16, 32], frozen_stages=1, frozen_bn=True).train()
     frozen = [n for n, p in net.named_parameters() if not p.requires_grad]
     assert frozen and all(n.startswith(("conv1", "bn1", "layer1")) for n in frozen)
-    assert all(p.requires_grad for n, p in net.named_parameters() if n.startswith(("layer2", "layer3", "layer4")))
+    assert all(p.requires_grad for n, p in net.named_parameters()
+               if n.startswith(("layer2", "layer3", "layer4")))
     assert any(isinstance(m, FrozenBatchNorm2d) for m in net.modules())
     outs = net(torch.zeros(1, 3, 64, 64))
-    assert [o.shape[1:] for o in (outs.values() if isinstance(outs, dict) else outs)] == [(128, 8, 8), (256, 4, 4), (512, 2, 2)]
+    assert ([o.shape[1:] for o in (outs.values() if isinstance(outs, dict) else outs)]
+            == [(128, 8, 8), (256, 4, 4), (512, 2, 2)])
 
 
 def test_resnet_loads_a_local_torchvision_file(tmp_path):
@@ -116,7 +122,8 @@ def test_resnet_loads_a_local_torchvision_file(tmp_path):
     reference = resnet18(weights=None)
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
     net = ResNet(depth=18, out_strides=[8, 16, 32], pretrained=str(tmp_path / "resnet18.pth"))
-    torch.testing.assert_close(net.state_dict()["layer3.0.conv1.weight"], reference.state_dict()["layer3.0.conv1.weight"])
+    torch.testing.assert_close(net.state_dict()["layer3.0.conv1.weight"],
+                               reference.state_dict()["layer3.0.conv1.weight"])
 
 
 def test_retina_head_starts_at_the_prior_probability():

@@ -57,7 +57,8 @@ class MaxIoUAssigner:
         num_priors = priors.shape[0]
         if gt_boxes.numel() == 0:
             return Assignment(
-                torch.full((num_priors,), NEGATIVE, dtype=torch.long, device=priors.device), priors.new_zeros(num_priors)
+                torch.full((num_priors,), NEGATIVE, dtype=torch.long, device=priors.device),
+                priors.new_zeros(num_priors),
             )
         iou = box_iou(gt_boxes, priors)  # [G, P]
         max_iou, argmax = iou.max(dim=0)

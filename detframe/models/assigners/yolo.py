@@ -29,7 +29,8 @@ class YOLOAssigner:
     def __init__(self, ignore_iou: float = 0.5) -> None:
         self.ignore_iou = ignore_iou
 
-    def __call__(self, priors: Tensor, strides: Tensor, gt_boxes: Tensor, gt_ignore: Tensor | None = None) -> Assignment:
+    def __call__(self, priors: Tensor, strides: Tensor, gt_boxes: Tensor,
+                 gt_ignore: Tensor | None = None) -> Assignment:
         """Args:
             priors: [P, 4] xyxy absolute, centred in their cells.
             strides: [P] stride of each prior's level.

@@ -76,10 +76,14 @@ class Darknet(nn.Module):
     ) -> None:
         super().__init__()
         out_strides = [int(s) for s in out_strides]
-        if not out_strides or sorted(set(out_strides)) != out_strides or not set(out_strides) <= {4, 8, 16, 32}:
-            raise ConfigError(f"Darknet.out_strides: expected increasing values from 4, 8, 16, 32, got {out_strides}")
+        if (not out_strides or sorted(set(out_strides)) != out_strides
+                or not set(out_strides) <= {4, 8, 16, 32}):
+            raise ConfigError(
+                f"Darknet.out_strides: expected increasing values from 4, 8, 16, 32, got {out_strides}"
+            )
         if len(stage_blocks) != 5:
-            raise ConfigError(f"Darknet.stage_blocks: expected 5 numbers (Darknet-53: {list(DARKNET53_BLOCKS)}), got {list(stage_blocks)}")
+            raise ConfigError("Darknet.stage_blocks: expected 5 numbers "
+                              f"(Darknet-53: {list(DARKNET53_BLOCKS)}), got {list(stage_blocks)}")
         norm = {"norm_eps": norm_eps, "norm_momentum": norm_momentum}
         width = [max(8, int(round(c * widen_factor))) for c in (32, 64, 128, 256, 512, 1024)]
         self.conv1 = ConvBNAct(3, width[0], 3, **norm)
@@ -145,8 +149,9 @@ def load_darknet_pretrained(model: Darknet, pretrained: str | None, where: str) 
     path = Path(pretrained).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"{where}: '{pretrained}' is not a file. Darknet-53 has no torchvision weights; give a local file: "
-            f"Darknet's ImageNet weights {DARKNET53_URL} or a PyTorch state dict with Darknet's module names"
+            f"{where}: '{pretrained}' is not a file. Darknet-53 has no torchvision weights; "
+            f"give a local file: Darknet's ImageNet weights {DARKNET53_URL} "
+            "or a PyTorch state dict with Darknet's module names"
         )
     if path.suffix in (".pth", ".pt", ".ckpt"):
         state = read_state_dict(path, where)
@@ -155,7 +160,8 @@ def load_darknet_pretrained(model: Darknet, pretrained: str | None, where: str) 
         load_matching(model, state, str(path), where)
         return
     if not model._is_darknet53:
-        raise ConfigError(f"{where}: Darknet's .weights files hold Darknet-53; this backbone has other stage_blocks or widen_factor")
+        raise ConfigError(f"{where}: Darknet's .weights files hold Darknet-53; "
+                          "this backbone has other stage_blocks or widen_factor")
     read_darknet_weights(model.convs_in_darknet_order(), path, where)
 
 
@@ -174,10 +180,12 @@ def read_darknet_weights(convs: list[ConvBNAct], path: Path, where: str) -> None
     offset = 0
     with torch.no_grad():
         for i, layer in enumerate(convs):
-            tensors = (layer.bn.bias, layer.bn.weight, layer.bn.running_mean, layer.bn.running_var, layer.conv.weight)
+            tensors = (layer.bn.bias, layer.bn.weight, layer.bn.running_mean, layer.bn.running_var,
+                       layer.conv.weight)
             need = sum(t.numel() for t in tensors)
             if offset + need > data.size:
-                raise ConfigError(f"{where}: '{path}' ends at conv layer {i + 1} of {len(convs)}: not Darknet-53 weights")
+                raise ConfigError(f"{where}: '{path}' ends at conv layer {i + 1} of {len(convs)}: "
+                                  "not Darknet-53 weights")
             for t in tensors:
                 t.copy_(torch.from_numpy(data[offset: offset + t.numel()]).view_as(t))
                 offset += t.numel()

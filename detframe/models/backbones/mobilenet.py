@@ -5,13 +5,21 @@ from collections.abc import Sequence
 from functools import partial
 
 from torch import Tensor, nn
-from torchvision.models import MobileNet_V3_Large_Weights, MobileNet_V3_Small_Weights, mobilenet_v3_large, mobilenet_v3_small
+from torchvision.models import (
+    MobileNet_V3_Large_Weights,
+    MobileNet_V3_Small_Weights,
+    mobilenet_v3_large,
+    mobilenet_v3_small,
+)
 
 from ...errors import ConfigError
 from ...registry import BACKBONES
 from .pretrained import load_pretrained
 
-_ARCHS = {"large": (mobilenet_v3_large, MobileNet_V3_Large_Weights), "small": (mobilenet_v3_small, MobileNet_V3_Small_Weights)}
+_ARCHS = {
+    "large": (mobilenet_v3_large, MobileNet_V3_Large_Weights),
+    "small": (mobilenet_v3_small, MobileNet_V3_Small_Weights),
+}
 
 
 @BACKBONES.register()
@@ -46,7 +54,9 @@ class MobileNetV3(nn.Module):
             raise ConfigError(f"MobileNetV3.arch: expected one of {sorted(_ARCHS)}, got '{arch}'")
         out_strides = [int(s) for s in out_strides]
         if not out_strides or sorted(set(out_strides)) != out_strides or not set(out_strides) <= {8, 16, 32}:
-            raise ConfigError(f"MobileNetV3.out_strides: expected increasing values from 8, 16, 32, got {out_strides}")
+            raise ConfigError(
+                f"MobileNetV3.out_strides: expected increasing values from 8, 16, 32, got {out_strides}"
+            )
         build, weights_enum = _ARCHS[arch]
         norm = partial(nn.BatchNorm2d, eps=norm_eps, momentum=norm_momentum)
         net = build(weights=None, width_mult=width_mult, reduced_tail=reduced_tail, norm_layer=norm)

@@ -19,7 +19,8 @@ from ...errors import ConfigError, choices_text
 log = logging.getLogger(__name__)
 
 
-def load_pretrained(model: nn.Module, pretrained: str | None, weights_enum: type[WeightsEnum], where: str) -> None:
+def load_pretrained(model: nn.Module, pretrained: str | None, weights_enum: type[WeightsEnum],
+                    where: str) -> None:
     """Load `pretrained` into the torchvision `model` (before it is cut into stages).
 
     Args:
@@ -50,7 +51,8 @@ def load_pretrained(model: nn.Module, pretrained: str | None, weights_enum: type
         except Exception as e:  # URLError, socket errors, hash mismatch: all mean "could not get it"
             raise ConfigError(
                 f"{where}: could not download torchvision weights {weights} ({type(e).__name__}: {e}). "
-                f"Offline? Download {weights.url} on a connected machine and set {where}=/path/to/the/file.pth"
+                f"Offline? Download {weights.url} on a connected machine "
+                f"and set {where}=/path/to/the/file.pth"
             ) from None
     load_matching(model, state, str(pretrained), where)
 
@@ -72,7 +74,9 @@ def _check_reachable(url: str, timeout: float = 10.0) -> None:
     # retries), so it runs in a thread that is abandoned after `timeout`.
     pool = ThreadPoolExecutor(max_workers=1)
     try:
-        address = pool.submit(socket.getaddrinfo, parts.hostname, parts.port or 443, 0, socket.SOCK_STREAM).result(timeout)
+        address = pool.submit(
+            socket.getaddrinfo, parts.hostname, parts.port or 443, 0, socket.SOCK_STREAM
+        ).result(timeout)
     except FutureTimeout:
         raise OSError(f"no answer for {parts.hostname} within {timeout:.0f} s") from None
     finally:
@@ -87,7 +91,9 @@ def read_state_dict(path: Path, where: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ConfigError(f"{where}: cannot read '{path}' as a PyTorch state dict ({type(e).__name__}: {e})") from None
+        raise ConfigError(
+            f"{where}: cannot read '{path}' as a PyTorch state dict ({type(e).__name__}: {e})"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -105,8 +111,10 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not fitting:
-        raise ConfigError(f"{where}: none of the {len(state)} tensors in '{source}' fit {type(model).__name__} "
-                          f"(its names look like '{next(iter(own), '')}'; the file's like '{next(iter(state), '')}')")
+        raise ConfigError(
+            f"{where}: none of the {len(state)} tensors in '{source}' fit {type(model).__name__} "
+            f"(its names look like '{next(iter(own), '')}'; the file's like '{next(iter(state), '')}')"
+        )
     model.load_state_dict(fitting, strict=False)
     log.info("%s: loaded %d of %d tensors from %s (%d of the file's skipped: other names or shapes)",
              where, len(fitting), len(own), source, len(state) - len(fitting))

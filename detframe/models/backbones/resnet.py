@@ -55,8 +55,11 @@ class ResNet(nn.Module):
         if depth not in _DEPTHS:
             raise ConfigError(f"ResNet.depth: expected one of {sorted(_DEPTHS)}, got {depth}")
         out_strides = [int(s) for s in out_strides]
-        if not out_strides or sorted(set(out_strides)) != out_strides or not set(out_strides) <= {4, 8, 16, 32}:
-            raise ConfigError(f"ResNet.out_strides: expected increasing values from 4, 8, 16, 32, got {out_strides}")
+        if (not out_strides or sorted(set(out_strides)) != out_strides
+                or not set(out_strides) <= {4, 8, 16, 32}):
+            raise ConfigError(
+                f"ResNet.out_strides: expected increasing values from 4, 8, 16, 32, got {out_strides}"
+            )
         frozen_stages = (1 if pretrained else -1) if frozen_stages is None else frozen_stages
         frozen_bn = bool(pretrained) if frozen_bn is None else frozen_bn
         if not -1 <= frozen_stages <= 4:
@@ -70,7 +73,8 @@ class ResNet(nn.Module):
             setattr(self, name, getattr(net, name))
         widths = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
         expansion = 4 if depth >= 50 else 1
-        self.out_channels = [widths[n] * expansion for n in self.stage_names if _STAGE_STRIDES[n] in out_strides]
+        self.out_channels = [widths[n] * expansion for n in self.stage_names
+                             if _STAGE_STRIDES[n] in out_strides]
         self.strides = out_strides
         self.frozen_stages = frozen_stages
         self._freeze()
@@ -78,7 +82,9 @@ class ResNet(nn.Module):
     def _frozen_modules(self) -> list[nn.Module]:
         if self.frozen_stages < 0:
             return []
-        return [self.conv1, self.bn1] + [getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1) if hasattr(self, f"layer{i}")]
+        return [self.conv1, self.bn1] + [
+            getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1) if hasattr(self, f"layer{i}")
+        ]
 
     def _freeze(self) -> None:
         for module in self._frozen_modules():

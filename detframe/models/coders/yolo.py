@@ -1,4 +1,5 @@
-"""The YOLOv3 box parameterisation: a sigmoid offset inside the grid cell and a log size ratio to the prior."""
+"""The YOLOv3 box parameterisation: a sigmoid offset inside the grid cell and a log size ratio to the
+prior."""
 from __future__ import annotations
 
 import math

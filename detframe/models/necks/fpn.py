@@ -32,9 +32,8 @@ class FPN(nn.Module):
             retinanet_resnet50_fpn).
     """
 
-    def __init__(
-        self, in_channels: Sequence[int], out_channels: int = 256, extra: str | None = "p6p7", extra_source: str = "c5"
-    ) -> None:
+    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, extra: str | None = "p6p7",
+                 extra_source: str = "c5") -> None:
         super().__init__()
         if extra not in _EXTRA:
             raise ConfigError(f"FPN.extra: expected one of p6p7, maxpool, null; got '{extra}'")

@@ -44,21 +44,26 @@ class SSDExtraLayers(nn.Module):
         strides = list(strides) if strides is not None else [2] * n
         paddings = list(paddings) if paddings is not None else [1] * n
         kernel_sizes = list(kernel_sizes) if kernel_sizes is not None else [3] * n
-        for name, values in (("mid_channels", mid_channels), ("strides", strides), ("paddings", paddings), ("kernel_sizes", kernel_sizes)):
+        for name, values in (("mid_channels", mid_channels), ("strides", strides), ("paddings", paddings),
+                             ("kernel_sizes", kernel_sizes)):
             if len(values) != n:
-                raise ValueError(f"SSDExtraLayers.{name}: expected {n} values (one per out_channels), got {len(values)}")
+                raise ValueError(
+                    f"SSDExtraLayers.{name}: expected {n} values (one per out_channels), got {len(values)}"
+                )
         norm = partial(nn.BatchNorm2d, eps=norm_eps, momentum=norm_momentum)
         blocks, prev = [], in_channels[-1]
         for out, mid, s, p, k in zip(out_channels, mid_channels, strides, paddings, kernel_sizes):
             if separable:
                 block = nn.Sequential(
                     Conv2dNormActivation(prev, mid, 1, norm_layer=norm, activation_layer=nn.ReLU6),
-                    Conv2dNormActivation(mid, mid, k, stride=s, padding=p, groups=mid, norm_layer=norm, activation_layer=nn.ReLU6),
+                    Conv2dNormActivation(mid, mid, k, stride=s, padding=p, groups=mid, norm_layer=norm,
+                                         activation_layer=nn.ReLU6),
                     Conv2dNormActivation(mid, out, 1, norm_layer=norm, activation_layer=nn.ReLU6),
                 )
             else:
                 block = nn.Sequential(
-                    nn.Conv2d(prev, mid, 1), nn.ReLU(inplace=True), nn.Conv2d(mid, out, k, stride=s, padding=p), nn.ReLU(inplace=True)
+                    nn.Conv2d(prev, mid, 1), nn.ReLU(inplace=True),
+                    nn.Conv2d(mid, out, k, stride=s, padding=p), nn.ReLU(inplace=True),
                 )
             blocks.append(block)
             prev = out

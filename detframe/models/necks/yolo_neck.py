@@ -44,7 +44,9 @@ class YOLOv3Neck(nn.Module):
                  norm_eps: float = 1e-5, norm_momentum: float = 0.1) -> None:
         super().__init__()
         if len(in_channels) != len(out_channels):
-            raise ConfigError(f"YOLOv3Neck: {len(in_channels)} backbone maps but {len(out_channels)} out_channels")
+            raise ConfigError(
+                f"YOLOv3Neck: {len(in_channels)} backbone maps but {len(out_channels)} out_channels"
+            )
         norm = {"norm_eps": norm_eps, "norm_momentum": norm_momentum}
         ins, outs = list(in_channels)[::-1], list(out_channels)[::-1]  # coarsest first, the order of the path
         self.detect = nn.ModuleList([DetectionBlock(ins[0], outs[0], **norm)])

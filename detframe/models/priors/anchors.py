@@ -77,13 +77,17 @@ class AnchorGenerator:
         """Anchors per location at each level."""
         return [len(b) for b in self._base]
 
-    def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int], device: torch.device | None = None) -> Tensor:
+    def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int],
+                 device: torch.device | None = None) -> Tensor:
         key = (tuple(tuple(s) for s in feature_shapes), str(device))
         if key not in self._cache:
             if len(feature_shapes) != len(self._base):
-                raise ValueError(f"AnchorGenerator has {len(self._base)} levels but got {len(feature_shapes)} feature maps")
+                raise ValueError(
+                    f"AnchorGenerator has {len(self._base)} levels but got {len(feature_shapes)} feature maps"
+                )
             self._cache[key] = torch.cat([
-                grid_boxes(base, stride, shape, self.center_offset) for base, stride, shape in zip(self._base, self.strides, feature_shapes)
+                grid_boxes(base, stride, shape, self.center_offset)
+                for base, stride, shape in zip(self._base, self.strides, feature_shapes)
             ]).to(device)
         return self._cache[key]
 

@@ -17,7 +17,8 @@ from .yolo import YOLOPriorGenerator
 
 def wh_iou(boxes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """[N, K] IoU of box sizes [N, 2] and anchor sizes [K, 2], both centred on the same point."""
-    inter = np.minimum(boxes[:, None, 0], anchors[None, :, 0]) * np.minimum(boxes[:, None, 1], anchors[None, :, 1])
+    inter = (np.minimum(boxes[:, None, 0], anchors[None, :, 0])
+             * np.minimum(boxes[:, None, 1], anchors[None, :, 1]))
     union = boxes[:, None].prod(-1) + anchors[None].prod(-1) - inter
     return inter / np.maximum(union, 1e-12)
 
@@ -28,7 +29,8 @@ def coverage(boxes: np.ndarray, anchors: np.ndarray, threshold: float = 0.5) -> 
     return float(best.mean()), float((best >= threshold).mean())
 
 
-def iou_kmeans(boxes: np.ndarray, k: int, restarts: int = 5, max_iters: int = 300, seed: int = 0) -> np.ndarray:
+def iou_kmeans(boxes: np.ndarray, k: int, restarts: int = 5, max_iters: int = 300,
+               seed: int = 0) -> np.ndarray:
     """k anchor sizes [k, 2] clustering `boxes` [N, 2] (w, h) with distance 1 - IoU; sorted by area.
 
     Each restart starts from k-means++ seeds (drawn with probability proportional to the squared
@@ -89,7 +91,8 @@ def _blank_sample(dataset: Dataset, index: int) -> Sample | None:
     """The transformed sample of record `index` on a blank image, or None if the dataset keeps no records."""
     try:
         r = dataset.records[index]
-        sample = Sample(np.zeros((r.height, r.width, 3), np.uint8), r.boxes, r.labels, r.image_id, (r.height, r.width), r.ignore)
+        sample = Sample(np.zeros((r.height, r.width, 3), np.uint8), r.boxes, r.labels, r.image_id,
+                        (r.height, r.width), r.ignore)
     except (AttributeError, TypeError, IndexError):
         return None
     transforms = getattr(dataset, "transforms", None)

@@ -46,7 +46,8 @@ class SSDPriorGenerator:
         self.aspect_ratios = [list(r) for r in aspect_ratios]
         m = len(self.aspect_ratios)
         if scales is None:
-            scales = [min_ratio + (max_ratio - min_ratio) * k / (m - 1.0) for k in range(m)] + [1.0] if m > 1 else [min_ratio, max_ratio]
+            scales = ([min_ratio + (max_ratio - min_ratio) * k / (m - 1.0) for k in range(m)] + [1.0]
+                      if m > 1 else [min_ratio, max_ratio])
         if len(scales) != m + 1:
             raise ValueError(f"SSDPriorGenerator: {m} levels need {m + 1} scales, got {len(scales)}")
         if steps is not None and len(steps) != m:
@@ -72,11 +73,14 @@ class SSDPriorGenerator:
         """Boxes per location at each level."""
         return [2 + 2 * len(r) for r in self.aspect_ratios]
 
-    def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int], device: torch.device | None = None) -> Tensor:
+    def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int],
+                 device: torch.device | None = None) -> Tensor:
         key = (tuple(tuple(s) for s in feature_shapes), tuple(image_size), str(device))
         if key not in self._cache:
             if len(feature_shapes) != len(self._wh):
-                raise ValueError(f"SSDPriorGenerator has {len(self._wh)} levels but got {len(feature_shapes)} feature maps")
+                raise ValueError(
+                    f"SSDPriorGenerator has {len(self._wh)} levels but got {len(feature_shapes)} feature maps"
+                )
             self._cache[key] = self._grid(feature_shapes, image_size).to(device)
         return self._cache[key]
 

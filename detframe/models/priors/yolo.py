@@ -27,29 +27,39 @@ class YOLOPriorGenerator:
 
     def __init__(self, strides: Sequence[int], base_sizes: Sequence[Sequence[Sequence[float]]]) -> None:
         if len(strides) != len(base_sizes):
-            raise ValueError(f"YOLOPriorGenerator: {len(strides)} strides but {len(base_sizes)} lists of base sizes")
+            raise ValueError(
+                f"YOLOPriorGenerator: {len(strides)} strides but {len(base_sizes)} lists of base sizes"
+            )
         self.strides = [float(s) for s in strides]
         self.base_sizes = [[(float(w), float(h)) for w, h in level] for level in base_sizes]
-        self._base = [torch.tensor([[-w / 2, -h / 2, w / 2, h / 2] for w, h in level]) for level in self.base_sizes]
+        self._base = [torch.tensor([[-w / 2, -h / 2, w / 2, h / 2] for w, h in level])
+                      for level in self.base_sizes]
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     @property
     def num_anchors(self) -> list[int]:
         return [len(level) for level in self.base_sizes]
 
-    def _build(self, feature_shapes: Sequence[tuple[int, int]], device: torch.device | None) -> tuple[Tensor, Tensor]:
+    def _build(self, feature_shapes: Sequence[tuple[int, int]],
+               device: torch.device | None) -> tuple[Tensor, Tensor]:
         key = (tuple(tuple(s) for s in feature_shapes), str(device))
         if key not in self._cache:
             if len(feature_shapes) != len(self._base):
-                raise ValueError(f"YOLOPriorGenerator has {len(self._base)} levels but got {len(feature_shapes)} feature maps")
-            priors = [grid_boxes(b, s, shape, 0.5) for b, s, shape in zip(self._base, self.strides, feature_shapes)]
+                raise ValueError(
+                    f"YOLOPriorGenerator has {len(self._base)} levels "
+                    f"but got {len(feature_shapes)} feature maps"
+                )
+            priors = [grid_boxes(b, s, shape, 0.5)
+                      for b, s, shape in zip(self._base, self.strides, feature_shapes)]
             strides = [torch.full((len(p),), s) for p, s in zip(priors, self.strides)]
             self._cache[key] = (torch.cat(priors).to(device), torch.cat(strides).to(device))
         return self._cache[key]
 
-    def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int], device: torch.device | None = None) -> Tensor:
+    def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int],
+                 device: torch.device | None = None) -> Tensor:
         return self._build(feature_shapes, device)[0]
 
-    def strides_of(self, feature_shapes: Sequence[tuple[int, int]], device: torch.device | None = None) -> Tensor:
+    def strides_of(self, feature_shapes: Sequence[tuple[int, int]],
+                   device: torch.device | None = None) -> Tensor:
         """[P] stride in pixels of each prior, in the order of `__call__`."""
         return self._build(feature_shapes, device)[1]
