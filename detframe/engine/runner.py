@@ -246,6 +246,7 @@ class Runner:
             not self.scaler.is_enabled() and not math.isfinite(self.grad_norm))
         self.stepped = not (bad and self._handle_nonfinite(values))
         if self.stepped:
+            self._skipped_in_row = 0
             self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 from torch import nn
 
-from detframe.engine import Hook, Runner, resume_run, save_run
+from detframe.engine import Hook, NonFiniteLossError, Runner, resume_run, save_run
 
 
 class Line(nn.Module):
@@ -111,3 +112,24 @@ def test_state_saves_and_restores_with_plain_functions(tmp_path):
     assert (second.epoch, second.iter) == (2, 12)
     second.train()
     assert torch.equal(second.model.w, straight.model.w) and torch.equal(second.model.b, straight.model.b)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")  # a skipped step skips optimizer.step
+def test_max_skipped_counts_non_finite_steps_in_a_row(tmp_path):
+    def poisoned(runner, bad_calls):
+        loss, calls = runner.model.loss, []
+
+        def wrapped(batch):
+            calls.append(1)
+            out = loss(batch)
+            return {k: v * float("nan") for k, v in out.items()} if len(calls) in bad_calls else out
+        runner.train_module = wrapped
+
+    alternating = make(tmp_path, "alternating", max_epochs=1, nonfinite="skip", max_skipped=1)
+    poisoned(alternating, {1, 3, 5})
+    alternating.train()
+    assert alternating.skipped == 3 and alternating.iter == 6
+    in_a_row = make(tmp_path, "in_a_row", max_epochs=1, nonfinite="skip", max_skipped=1)
+    poisoned(in_a_row, {2, 3})
+    with pytest.raises(NonFiniteLossError, match="2 non-finite steps in a row"):
+        in_a_row.train()
