@@ -114,7 +114,8 @@ def test_state_saves_and_restores_with_plain_functions(tmp_path):
     assert torch.equal(second.model.w, straight.model.w) and torch.equal(second.model.b, straight.model.b)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")  # a skipped step skips optimizer.step
+# A skipped step calls the scheduler without optimizer.step, which torch warns about.
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")
 def test_max_skipped_counts_non_finite_steps_in_a_row(tmp_path):
     def poisoned(runner, bad_calls):
         loss, calls = runner.model.loss, []
