@@ -147,3 +147,30 @@ def test_keyed_reads_in_the_main_process_leave_its_random_streams_alone(tiny_sha
     first = dataset[SampleKey(1, 99)]
     assert np.array_equal(np.random.random(3), expected)  # numpy's stream as if nothing was loaded
     np.testing.assert_array_equal(dataset[SampleKey(1, 99)].image, first.image)  # and the sample reproducible
+
+
+def test_your_own_dataset_gets_keys_seeded_like_ours():
+    """A dataset that knows nothing of SampleKeys is wrapped in KeyedDataset by the training loader: each
+    sample is a function of its key's seed (torch's generator included), and the main process's random
+    streams are left as they were."""
+    from torch.utils.data import Dataset
+
+    from detframe.data import KeyedDataset
+
+    class Noise(Dataset):
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, index):
+            return torch.tensor([index, float(np.random.random()), float(torch.rand(()))])
+
+    loader = build_dataloader(Noise(), 2, 0, train=True, seed=3)
+    assert isinstance(loader.dataset, KeyedDataset) and len(loader.dataset) == 6
+    torch.manual_seed(5)
+    expected = torch.rand(2)
+    torch.manual_seed(5)
+    first = [loader.dataset[k] for batch in loader.batch_sampler for k in batch]
+    assert torch.equal(torch.rand(2), expected)  # torch's stream as if nothing was loaded
+    again = [loader.dataset[k] for batch in loader.batch_sampler for k in batch]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert len({float(s[2]) for s in first}) == 6  # different keys, different draws
