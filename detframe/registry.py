@@ -2,9 +2,12 @@
 
 A `Registry` is a flat dict from name to callable. `build(cfg, **parts)` calls the entry named by
 `cfg.type` with the other keys as keyword arguments, `parts` replacing nested configs by objects the
-caller already built. Arguments are checked against the callable's signature first, so a misspelt key
-or a wrong type names the config path and the closest valid argument instead of surfacing as a
-`TypeError` deep inside a constructor.
+caller already built. Arguments are checked against the callable's signature first, so a misspelt key,
+a wrong type or a value out of range names the config path and the closest valid argument instead of
+surfacing as a `TypeError` deep inside a constructor. The allowed values come from the constructor's
+annotations (`score_threshold: Probability`, see detframe/rules.py) or, for callables we cannot
+annotate, from `register(rules=...)`. `check(cfg)` does the same checks without building, for nodes
+that are built only after the datasets are read.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .errors import ConfigError, choices_text, did_you_mean
+from .errors import ConfigError, UserError, choices_text, did_you_mean
+from .rules import Rule, as_rule, check_value, rules_of
 
 
 class Registry:
@@ -26,15 +30,23 @@ class Registry:
     def __init__(self, name: str) -> None:
         self.name = name
         self._entries: dict[str, Callable[..., Any]] = {}
+        self._rules: dict[str, dict[str, list[Rule]]] = {}
 
-    def register(self, name: str | None = None, *, force: bool = False) -> Callable:
-        """Decorator filing a class or function under `name` (default: its `__name__`)."""
+    def register(self, name: str | None = None, *, force: bool = False,
+                 rules: Mapping[str, Any] | None = None) -> Callable:
+        """Decorator filing a class or function under `name` (default: its `__name__`).
+
+        Args:
+            rules: argument name -> a `Rule` or a rules alias (`PositiveFloat`), for a callable whose
+                signature we cannot annotate (torch's optimizers); annotations are the usual place.
+        """
 
         def wrap(obj: Callable) -> Callable:
             key = name or obj.__name__
             if key in self._entries and not force and self._entries[key] is not obj:
                 raise KeyError(f"{self.name} registry already has an entry '{key}' ({self._entries[key]!r})")
             self._entries[key] = obj
+            self._rules[key] = {arg: [as_rule(r)] for arg, r in (rules or {}).items()}
             return obj
 
         return wrap
@@ -56,6 +68,10 @@ class Registry:
     def keys(self) -> list[str]:
         return sorted(self._entries)
 
+    def rules(self, name: str) -> dict[str, list[Rule]]:
+        """The argument rules given to `register(rules=...)` for the entry `name`."""
+        return self._rules.get(name, {})
+
     def build(self, cfg: Mapping | DictConfig, **parts: Any) -> Any:
         """Build the entry named by `cfg["type"]`.
 
@@ -63,7 +79,33 @@ class Registry:
             cfg: a mapping with a `type` key; the other keys are keyword arguments.
             parts: already-built objects that replace the same-named keys of `cfg` (nested configs
                 that the caller built first), or extra arguments not in the config.
+
+        Raises:
+            ConfigError: the arguments do not fit the signature or its rules, or the constructor
+                rejects them with a ValueError or TypeError (its message, after the config path).
         """
+        type_name, target, kwargs, where = self._resolve(cfg)
+        kwargs.update(parts)
+        check_arguments(target, kwargs, where=where, rules=self.rules(type_name))
+        try:
+            return target(**kwargs)
+        except (ValueError, TypeError) as e:
+            if isinstance(e, UserError):
+                raise
+            # Arguments that pass the checks above but that the constructor refuses (lists of unequal
+            # lengths, torch's own argument checks) are the config's fault too: one line, not a traceback.
+            text = " ".join(str(e).split()) or type(e).__name__
+            named = text if type_name in text else f"{type_name}: {text}"
+            raise ConfigError(f"{where}: {named}") from e
+
+    def check(self, cfg: Mapping | DictConfig) -> None:
+        """Check a node without building it: its type, and the names, types and allowed values of the
+        keys it sets. Arguments the builder passes itself (`dataset`, `optimizer`) are not asked for."""
+        type_name, target, kwargs, where = self._resolve(cfg)
+        check_arguments(target, kwargs, where=where, rules=self.rules(type_name), complete=False)
+
+    def _resolve(self, cfg: Mapping | DictConfig) -> tuple[str, Callable[..., Any], dict[str, Any], str]:
+        """(type name, the registered callable, the other keys as plain values, the node's config path)."""
         where = config_path(cfg)
         kwargs = to_plain(cfg)
         if not isinstance(kwargs, dict):
@@ -78,9 +120,7 @@ class Registry:
             target = self.get(type_name)
         except ConfigError as e:
             raise ConfigError(f"{where + '.type' if where else 'type'}: {e}") from None
-        kwargs.update(parts)
-        check_arguments(target, kwargs, where=where or type_name)
-        return target(**kwargs)
+        return type_name, target, kwargs, where or type_name
 
 
 def to_plain(cfg: Any) -> Any:
@@ -93,52 +133,72 @@ def to_plain(cfg: Any) -> Any:
 
 
 def config_path(cfg: Any) -> str:
-    """Dotted path of an OmegaConf node inside its root config ("model.head"), or "" if unknown."""
-    if isinstance(cfg, (DictConfig, ListConfig)):
-        try:
-            return cfg._get_full_key(None)  # OmegaConf keeps the path; there is no public accessor.
-        except Exception:
-            return ""
-    return ""
+    """Path of an OmegaConf node inside its root config ("model.head", "pipeline.train[1]"), or "" if
+    unknown."""
+    parts: list[str] = []
+    node = cfg
+    try:
+        while isinstance(node, (DictConfig, ListConfig)) and node._get_parent() is not None:
+            parent = node._get_parent()  # OmegaConf keeps the path; there is no public accessor.
+            key = node._key()
+            parts.append(f"[{key}]" if isinstance(parent, ListConfig) else f".{key}")
+            node = parent
+    except Exception:
+        return ""
+    return "".join(reversed(parts)).lstrip(".")
 
 
-def check_arguments(target: Callable, kwargs: dict[str, Any], where: str) -> None:
-    """Raise `ConfigError` if `kwargs` does not fit `target`'s signature (names and simple types)."""
+def check_arguments(target: Callable, kwargs: dict[str, Any], where: str,
+                    rules: Mapping[str, Sequence[Rule]] | None = None, complete: bool = True) -> None:
+    """Raise `ConfigError` if `kwargs` does not fit `target`'s signature: an unknown name, a missing
+    argument (when `complete`), a value outside the rules of its annotation or of `rules`, or a value of
+    the wrong type.
+
+    Args:
+        target: a class (its `__init__` is read) or a function.
+        kwargs: the arguments as plain values; built objects may be among them.
+        where: the config path of the node, for the messages ("model.head").
+        rules: argument name -> rules beside the annotations (`Registry.register(rules=...)`).
+        complete: False when the builder adds arguments of its own later (`Registry.check`).
+    """
     func = target.__init__ if inspect.isclass(target) else target
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):
         return
     params = [p for p in sig.parameters.values() if p.name != "self"]
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        names = None
-    else:
-        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     name = getattr(target, "__name__", str(target))
-    if names is not None:
-        for key in kwargs:
-            if key not in names:
-                raise ConfigError(
-                    f"{where}.{key}: {name} has no argument '{key}'.{did_you_mean(key, names)} "
-                    f"Valid arguments: {choices_text(names)}. (If an experiment sets it for another type, "
-                    f"drop it with ~{where}.{key})"
-                )
+    _check_names(params, kwargs, where, name)
     missing = [
         p.name for p in params
         if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             and p.name not in kwargs
     ]
-    if missing:
+    if missing and complete:
         raise ConfigError(f"{where}: {name} needs {', '.join(repr(m) for m in missing)}, "
                           "which the config does not set")
     try:
-        hints = typing.get_type_hints(func)
+        hints = typing.get_type_hints(func, include_extras=True)
     except Exception:
-        return
+        hints = {}
     for key, value in kwargs.items():
+        check_value(f"{where}.{key}", value, [*rules_of(hints.get(key)), *(rules or {}).get(key, [])])
         if key in hints and not _matches(value, hints[key]):
             raise ConfigError(
                 f"{where}.{key}: expected {_type_name(hints[key])}, got {value!r} ({type(value).__name__})"
+            )
+
+
+def _check_names(params: list[inspect.Parameter], kwargs: dict[str, Any], where: str, name: str) -> None:
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    for key in kwargs:
+        if key not in names:
+            raise ConfigError(
+                f"{where}.{key}: {name} has no argument '{key}'.{did_you_mean(key, names)} "
+                f"Valid arguments: {choices_text(names)}. (If an experiment sets it for another type, "
+                f"drop it with ~{where}.{key})"
             )
 
 
@@ -147,6 +207,8 @@ def _matches(value: Any, hint: Any) -> bool:
     if hint is Any:
         return True
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        return _matches(value, typing.get_args(hint)[0])
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, h) for h in typing.get_args(hint))
     if hint is type(None):
@@ -170,6 +232,8 @@ def _matches(value: Any, hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Annotated:
+        return _type_name(typing.get_args(hint)[0])
     text = getattr(hint, "__name__", None) if typing.get_origin(hint) is None else None
     return text or str(hint).replace("typing.", "")
 
