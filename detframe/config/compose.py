@@ -3,7 +3,8 @@
 The config tree ships inside the package (`detframe/configs/`, found through package resources, so a
 wheel works as well as a clone). `compose` runs Hydra's Compose API over it; a misspelt key, a wrong
 type or an unknown option becomes a `ConfigError` naming the closest valid name instead of Hydra's
-generic message or a traceback. `config=NAME` picks an experiment file, `config=path.yaml` a file of
+generic message or a traceback, and every value is checked against its rules (config/validate.py)
+before the config is returned. `config=NAME` picks an experiment file, `config=path.yaml` a file of
 the user's anywhere on disk.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..errors import ConfigError, choices_text, did_you_mean
 from . import schema  # noqa: F401  (registers the schema with Hydra's ConfigStore)
+from .validate import check_config
 
 EXPERIMENT_GROUP = "experiment"
 # Config keys that were renamed or removed: using one is an error that names its replacement.
@@ -95,7 +97,8 @@ def _experiment_choice(value: str, search: list[Path]) -> list[str]:
     return [f"{EXPERIMENT_GROUP}={path.stem}", *([] if named else [f"experiment_name={path.stem}"])]
 
 
-def compose(overrides: Sequence[str] = (), *, hydra: bool = False, config_name: str = "train") -> DictConfig:
+def compose(overrides: Sequence[str] = (), *, hydra: bool = False, config_name: str = "train",
+            check: bool = True) -> DictConfig:
     """The config for a command line's overrides, checked; `ConfigError` with a short message otherwise.
 
     Args:
@@ -104,6 +107,8 @@ def compose(overrides: Sequence[str] = (), *, hydra: bool = False, config_name: 
         hydra: also return the `hydra` node (run folder, logging), with `hydra.*` overrides applied;
             otherwise those overrides are left out.
         config_name: the primary config file of the tree.
+        check: check the values against their rules (`config.validate.check_config`); a caller that
+            changes the config further (tools/eval.py's overrides) checks it itself afterwards.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -121,6 +126,8 @@ def compose(overrides: Sequence[str] = (), *, hydra: bool = False, config_name: 
                       if is_group(o.lstrip("+~").split("=", 1)[0]) or o.startswith("hydra.searchpath")]
             raise friendly_error(e, config_name, groups) from None
     check_renamed(cfg)
+    if check:
+        check_config(cfg)
     return cfg
 
 

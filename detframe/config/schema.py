@@ -1,17 +1,33 @@
 """The typed schema of a training config (configs/train.yaml) and the OmegaConf resolvers it uses.
 
 The top-level sections (data, pipeline, train, runtime, ...) are dataclasses: a misspelt key or a
-wrong type there fails when Hydra composes the config. Component nodes (`model`, `optimizer`, ...)
-are free-form mappings with a `type`; their keys are checked against the constructor's signature
-when the registry builds them (detframe/registry.py).
+wrong type there fails when Hydra composes the config. A field's allowed values are rules in its
+type (`batch_size: PositiveInt`, detframe/rules.py), checked right after composition by
+`config.validate.check_config`; to add one, annotate the field. Component nodes (`model`,
+`optimizer`, ...) are free-form mappings with a `type`; their keys are checked against the
+constructor's signature and annotations (detframe/registry.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, OmegaConf
+
+from ..rules import (
+    DEVICE,
+    SIZE,
+    Distinct,
+    Each,
+    Increasing,
+    NonEmpty,
+    NonNegativeInt,
+    OneOf,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+)
 
 SCHEMA_NAME = "detframe_schema"
 
@@ -20,19 +36,22 @@ OmegaConf.register_new_resolver("len", lambda items: len(items), replace=True)
 
 @dataclass
 class DataConfig:
-    class_names: list[str] = MISSING  # label i is class_names[i]
-    num_classes: int = II("len:${data.class_names}")
+    class_names: Annotated[list[str], NonEmpty(), Distinct()] = MISSING  # label i is class_names[i]
+    num_classes: PositiveInt = II("len:${data.class_names}")
     root: str = MISSING  # dataset folder; the train/val nodes usually interpolate it
     generate: Optional[str] = None  # "shapes": generate the synthetic set at `root` if missing
     train: Any = None  # dataset node: {type: VOCDetection|CocoDetection, ...}
     val: Any = None
-    batch_size: int = 16
-    val_batch_size: int = 16
-    num_workers: int = 2
-    size_divisor: int = II("pipeline.size_divisor")  # pad batches to a multiple of this
-    on_error: str = "error"  # bad input (unreadable file, unknown class): error | skip (drop the image, warn)
-    check: str = "quick"  # image files checked at start-up: quick (headers, truncation) | full (decode) | off
-    cache: Optional[str] = None  # keep decoded images: ram | disk (under cache_dir)
+    batch_size: PositiveInt = 16  # images per batch and process
+    val_batch_size: PositiveInt = 16
+    num_workers: NonNegativeInt = 2
+    size_divisor: PositiveInt = II("pipeline.size_divisor")  # pad batches to a multiple of this
+    # bad input (unreadable file, unknown class): error | skip (drop the image, warn)
+    on_error: Annotated[str, OneOf("error", "skip")] = "error"
+    # image files checked at start-up: quick (headers, truncation) | full (decode) | off
+    check: Annotated[str, OneOf("quick", "full", "off")] = "quick"
+    # keep decoded images: ram | disk (under cache_dir)
+    cache: Optional[Annotated[str, OneOf("ram", "disk")]] = None
     cache_dir: Optional[str] = None  # default ~/.cache/detframe/images
     aspect_ratio_grouping: bool = False  # batch landscape and portrait images apart (less padding)
     pin_memory: Optional[bool] = None  # default: when CUDA is available
@@ -41,50 +60,56 @@ class DataConfig:
 
 @dataclass
 class PipelineConfig:
-    size: Any = 320  # input size, int or [h, w]; the transform lists interpolate it
-    size_divisor: int = 32  # batches padded to a multiple of this (1 for fixed-size inputs such as SSD300)
+    size: Annotated[Any, SIZE] = 320  # input size, int or [h, w]; the transform lists interpolate it
+    # batches padded to a multiple of this (1 for fixed-size inputs such as SSD300)
+    size_divisor: PositiveInt = 32
     # [min, max]: a random input size per training batch (multiple of 32)
-    multi_scale: Optional[list[int]] = None
+    multi_scale: Optional[Annotated[list[int], Each(Range(1, integer=True), length=2), Increasing()]] = None
     train: list[Any] = field(default_factory=list)
     val: list[Any] = field(default_factory=list)
 
 
 @dataclass
 class TrainLoopConfig:
-    max_epochs: int = 12
+    max_epochs: PositiveInt = 12
     # iteration-based: stop after this many iterations (the schedule spans them)
-    max_iters: Optional[int] = None
-    val_interval: int = 1  # evaluate every N epochs (and after the last)
-    log_interval: int = 10  # log and write TensorBoard scalars every N iterations
-    accumulate: int = 1  # batches per optimizer step (gradient accumulation); an iteration is one step
-    clip_grad_norm: Optional[float] = None  # clip the global gradient norm to this (None: no clipping)
+    max_iters: Optional[PositiveInt] = None
+    val_interval: NonNegativeInt = 1  # evaluate every N epochs (and after the last); 0: never
+    log_interval: PositiveInt = 10  # log and write TensorBoard scalars every N iterations
+    # batches per optimizer step (gradient accumulation); an iteration is one step
+    accumulate: PositiveInt = 1
+    # clip the global gradient norm to this (None: no clipping)
+    clip_grad_norm: Optional[PositiveFloat] = None
     # optimizer.lr is for this total batch; scaled linearly to the real one
-    base_batch_size: Optional[int] = None
+    base_batch_size: Optional[PositiveInt] = None
     freeze: list[str] = field(default_factory=list)  # module-name patterns whose parameters are not trained
     freeze_norm: list[str] = field(default_factory=list)  # norm layers under these patterns frozen ("*": all)
-    nonfinite: str = "error"  # a NaN/inf loss or gradient: error (stop) | skip (drop the step, count it)
-    max_skipped: int = 50  # with nonfinite=skip: stop after this many non-finite steps in a row
+    # a NaN/inf loss or gradient: error (stop) | skip (drop the step, count it)
+    nonfinite: Annotated[str, OneOf("error", "skip")] = "error"
+    max_skipped: PositiveInt = 50  # with nonfinite=skip: stop after this many non-finite steps in a row
 
 
 @dataclass
 class RuntimeConfig:
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
-    amp: str = "off"  # off | fp16 (with a GradScaler) | bf16: mixed precision of the forward pass and loss
+    device: Annotated[str, DEVICE] = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the rank's GPU)
+    # off | fp16 (with a GradScaler) | bf16: mixed precision of the forward pass and loss (a bare YAML `off`
+    # reads as false: accepted)
+    amp: Annotated[str, OneOf("off", "fp16", "bf16", aliases=("False", "false", "none", "no", "0"))] = "off"
     # NHWC memory format for the model and its inputs (faster convs on CPUs and GPUs)
     channels_last: bool = True
     compile: bool = False  # torch.compile the model's forward pass
     sync_bn: bool = False  # SyncBatchNorm across GPUs in distributed runs (CUDA only)
     deterministic: bool = False  # deterministic kernels and per-sample augmentation seeds: exact resume
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels (ignored when deterministic)
-    dist_backend: str = "auto"  # auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
-    dist_timeout_minutes: float = 30.0  # how long a rank waits for the others in a collective
+    dist_backend: Annotated[str, OneOf("auto", "nccl", "gloo")] = "auto"  # auto (nccl on GPUs, gloo on CPUs)
+    dist_timeout_minutes: PositiveFloat = 30.0  # how long a rank waits for the others in a collective
     find_unused_parameters: bool = False  # DDP: for models whose forward leaves some parameters unused
 
 
 @dataclass
 class TrainConfig:
     experiment_name: str = "run"
-    seed: int = 0
+    seed: Annotated[int, Range(0, 2**32 - 1, integer=True)] = 0  # numpy takes seeds in [0, 2**32)
     custom_imports: list[str] = field(default_factory=list)  # modules to import so their registrations run
     data: DataConfig = field(default_factory=DataConfig)
     model: dict[str, Any] = field(default_factory=dict)
