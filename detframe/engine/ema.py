@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..registry import HOOKS
+from ..rules import Decay, NonNegativeFloat, NonNegativeInt
 from .hooks import Hook
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ class EMAHook(Hook):
         start_iter: start averaging at this iteration (before it the EMA copies the weights).
     """
 
-    def __init__(self, decay: float = 0.9998, tau: float = 2000.0, start_iter: int = 0) -> None:
+    def __init__(self, decay: Decay = 0.9998, tau: NonNegativeFloat = 2000.0,
+                 start_iter: NonNegativeInt = 0) -> None:
         self.decay, self.tau, self.start_iter = decay, tau, start_iter
 
     def before_run(self, runner: Runner) -> None:

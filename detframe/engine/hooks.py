@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from ..data import set_skip
 from ..data.transforms import Compose, transform_name
 from ..errors import ConfigError, choices_text, did_you_mean
 from ..registry import HOOKS
+from ..rules import NonNegativeInt, OneOf, PositiveInt
 from .checkpoint import prune
 from .state import save_run
 
@@ -67,9 +68,11 @@ class CheckpointHook(Hook):
         max_keep: keep epoch_N.pt for the last this many epoch saves (0: none).
     """
 
-    def __init__(self, interval: int = 1, iter_interval: int = 0, save_best: str | None = "coco/AP",
-                 rule: str = "greater", max_keep: int = 0) -> None:
-        if rule not in ("greater", "less"):
+    def __init__(self, interval: PositiveInt = 1, iter_interval: NonNegativeInt = 0,
+                 save_best: str | None = "coco/AP",
+                 rule: Annotated[str, OneOf("greater", "less")] = "greater",
+                 max_keep: NonNegativeInt = 0) -> None:
+        if rule not in ("greater", "less"):  # built from Python, not from a config
             raise ConfigError(f"CheckpointHook.rule: expected 'greater' or 'less', got '{rule}'")
         self.interval, self.iter_interval = max(1, interval), max(0, iter_interval)
         self.save_best, self.rule, self.max_keep = save_best, rule, max(0, max_keep)
@@ -132,7 +135,7 @@ class PipelineSwitchHook(Hook):
         disable: transform names (the `type`, or an albumentations name for `Albu` entries).
     """
 
-    def __init__(self, num_last_epochs: int = 15,
+    def __init__(self, num_last_epochs: NonNegativeInt = 15,
                  disable: Sequence[str] = ("Mosaic", "RandomAffine", "MixUp")) -> None:
         if num_last_epochs < 0:
             raise ConfigError(f"PipelineSwitchHook.num_last_epochs: expected >= 0, got {num_last_epochs}")

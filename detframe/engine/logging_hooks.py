@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..dist import reduce_mean
 from ..registry import HOOKS
+from ..rules import NonNegativeInt, PositiveInt, Probability
 from ..vis import draw_val_images
 from .hooks import Hook
 
@@ -28,8 +29,8 @@ class LoggerHook(Hook):
     memory, skipped steps, the evaluation metrics, and at each evaluation the first `images` val images
     with ground truth (green) and predictions above `image_score_threshold` (red) drawn on them."""
 
-    def __init__(self, interval: int = 10, tensorboard: bool = True, images: int = 4,
-                 image_score_threshold: float = 0.3) -> None:
+    def __init__(self, interval: PositiveInt = 10, tensorboard: bool = True, images: NonNegativeInt = 4,
+                 image_score_threshold: Probability = 0.3) -> None:
         self.interval = max(1, interval)
         self.tensorboard = tensorboard
         self.images, self.image_score_threshold = images, image_score_threshold

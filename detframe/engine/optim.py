@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from omegaconf import DictConfig
@@ -24,13 +24,18 @@ from torch.optim import Optimizer
 
 from ..errors import ConfigError, choices_text, did_you_mean
 from ..registry import OPTIMIZERS, check_arguments, config_path, to_plain
+from ..rules import Decay, Each, NonNegativeFloat, PositiveFloat, Probability
 from .schedules import build_scheduler, current_lr, warmup_factor  # noqa: F401  (re-exported)
 
 log = logging.getLogger("detframe")
 
-OPTIMIZERS.register("SGD")(torch.optim.SGD)
-OPTIMIZERS.register("Adam")(torch.optim.Adam)
-OPTIMIZERS.register("AdamW")(torch.optim.AdamW)
+# torch's signatures say `lr: float | Tensor`: the allowed values are given here instead.
+_RATES = {"lr": PositiveFloat, "weight_decay": NonNegativeFloat}
+_ADAM = {**_RATES, "betas": Each(Decay, length=2), "eps": NonNegativeFloat}
+OPTIMIZERS.register("SGD", rules={**_RATES, "momentum": Decay, "dampening": Probability})(torch.optim.SGD)
+OPTIMIZERS.register("Adam", rules=_ADAM)(torch.optim.Adam)
+OPTIMIZERS.register("AdamW", rules=_ADAM)(torch.optim.AdamW)
+MULTIPLIERS = Each(NonNegativeFloat, text="{pattern: a number >= 0, ...}")
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
@@ -44,34 +49,43 @@ def build_optimizer(cfg: DictConfig | Mapping, model: nn.Module, lr_scale: float
         model: the (unwrapped) model; frozen parameters (`requires_grad=False`) are left out.
         lr_scale: multiplies `lr` (linear scaling of the LR with the total batch size).
     """
+    target, node, paramwise = check_optimizer(cfg)
+    node["lr"] = float(node["lr"]) * lr_scale
+    groups = param_groups(model, node["lr"], float(node.get("weight_decay", 0.0)), **paramwise)
+    return target(groups, **node)
+
+
+def check_optimizer(cfg: DictConfig | Mapping) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Check the `optimizer` config without a model: its type, and the names, types and allowed values of
+    its arguments and of `paramwise`. Returns (optimizer class, its arguments, paramwise options)."""
     where = config_path(cfg) or "optimizer"
     node = to_plain(cfg)
     if not isinstance(node, dict) or "type" not in node:
         raise ConfigError(f"{where}: expected a mapping with a 'type' key. "
                           f"Known optimizer types: {choices_text(OPTIMIZERS)}")
     paramwise = node.pop("paramwise", None) or {}
+    type_name = node.pop("type")
     try:
-        target = OPTIMIZERS.get(node.pop("type"))
+        target = OPTIMIZERS.get(type_name)
     except ConfigError as e:
         raise ConfigError(f"{where}.type: {e}") from None
     if "lr" not in node:
         raise ConfigError(f"{where}: no 'lr' given")
-    node["lr"] = float(node["lr"]) * lr_scale
-    check_arguments(param_groups, {"model": model, "lr": 0.0, "weight_decay": 0.0, **paramwise},
-                    where=f"{where}.paramwise")
-    groups = param_groups(model, node["lr"], float(node.get("weight_decay", 0.0)), **paramwise)
-    check_arguments(target, {**node, "params": groups}, where=where)
-    return target(groups, **node)
+    check_arguments(param_groups, paramwise, where=f"{where}.paramwise", complete=False)
+    for key in {"model", "lr", "weight_decay"} & set(paramwise):
+        raise ConfigError(f"{where}.paramwise.{key}: not a paramwise option; set {where}.{key} instead")
+    check_arguments(target, {**node, "params": []}, where=where, rules=OPTIMIZERS.rules(type_name))
+    return target, node, paramwise
 
 
 def param_groups(
     model: nn.Module,
     lr: float,
     weight_decay: float,
-    norm_decay_mult: float = 1.0,
-    bias_decay_mult: float = 1.0,
-    lr_mult: dict[str, float] | None = None,
-    decay_mult: dict[str, float] | None = None,
+    norm_decay_mult: NonNegativeFloat = 1.0,
+    bias_decay_mult: NonNegativeFloat = 1.0,
+    lr_mult: Annotated[dict[str, float], MULTIPLIERS] | None = None,
+    decay_mult: Annotated[dict[str, float], MULTIPLIERS] | None = None,
 ) -> list[dict[str, Any]]:
     """Split the trainable parameters into groups by learning rate and weight decay.
 
@@ -151,5 +165,5 @@ def lr_scale_for(total_batch_size: int, base_batch_size: int | None) -> float:
     return total_batch_size / base_batch_size
 
 
-__all__: Sequence[str] = ["build_optimizer", "build_scheduler", "current_lr", "describe_groups",
-                          "lr_scale_for", "matches", "param_groups", "warmup_factor"]
+__all__: Sequence[str] = ["build_optimizer", "build_scheduler", "check_optimizer", "current_lr",
+                          "describe_groups", "lr_scale_for", "matches", "param_groups", "warmup_factor"]

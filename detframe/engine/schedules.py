@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from omegaconf import DictConfig
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..errors import ConfigError
-from ..registry import SCHEDULERS
+from ..registry import SCHEDULERS, to_plain
+from ..rules import Each, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability
 
 
 def build_scheduler(cfg: DictConfig | Mapping, optimizer: Optimizer, iters_per_epoch: int,
@@ -34,6 +35,15 @@ def build_scheduler(cfg: DictConfig | Mapping, optimizer: Optimizer, iters_per_e
     """
     return SCHEDULERS.build(cfg, optimizer=optimizer, iters_per_epoch=iters_per_epoch,
                             total_iters=total_iters)
+
+
+def check_scheduler(cfg: DictConfig | Mapping) -> None:
+    """Check the `scheduler` config before the optimizer and the run length are known: its type, the
+    names and values of its arguments, and `warmup`."""
+    SCHEDULERS.check(cfg)
+    warmup = (to_plain(cfg) or {}).get("warmup")
+    if warmup is not None:
+        warmup_factor(0, warmup, 1, 1.0)  # raises for an unknown kind
 
 
 def warmup_factor(it: int, kind: str, iters: int, ratio: float) -> float:
@@ -66,11 +76,11 @@ def WarmupMultiStepLR(
     optimizer: Optimizer,
     iters_per_epoch: int,
     total_iters: int,
-    milestones: Sequence[int],
-    gamma: float = 0.1,
+    milestones: Annotated[Sequence[int], Each(NonNegativeInt)],
+    gamma: PositiveFloat = 0.1,
     warmup: str = "linear",
-    warmup_iters: int = 500,
-    warmup_ratio: float = 0.001,
+    warmup_iters: NonNegativeInt = 500,
+    warmup_ratio: Probability = 0.001,
     by_epoch: bool = True,
 ) -> LambdaLR:
     """Warmup, then multiply the LR by `gamma` at each milestone (epochs if `by_epoch`, else iterations)."""
@@ -84,10 +94,10 @@ def WarmupCosineLR(
     optimizer: Optimizer,
     iters_per_epoch: int,
     total_iters: int,
-    min_ratio: float = 0.01,
+    min_ratio: Probability = 0.01,
     warmup: str = "linear",
-    warmup_iters: int = 500,
-    warmup_ratio: float = 0.001,
+    warmup_iters: NonNegativeInt = 500,
+    warmup_ratio: Probability = 0.001,
     by_epoch: bool = False,
 ) -> LambdaLR:
     """Warmup, then cosine decay from the base LR to `min_ratio` x base LR at the last iteration."""
@@ -104,11 +114,11 @@ def WarmupPolyLR(
     optimizer: Optimizer,
     iters_per_epoch: int,
     total_iters: int,
-    power: float = 0.9,
-    min_ratio: float = 0.0,
+    power: NonNegativeFloat = 0.9,
+    min_ratio: Probability = 0.0,
     warmup: str = "linear",
-    warmup_iters: int = 500,
-    warmup_ratio: float = 0.001,
+    warmup_iters: NonNegativeInt = 500,
+    warmup_ratio: Probability = 0.001,
     by_epoch: bool = False,
 ) -> LambdaLR:
     """Warmup, then (1 - t/T)^power from the base LR down to `min_ratio` x base LR (mmdetection's PolyLR)."""
@@ -125,10 +135,10 @@ def YOLOXCosineLR(
     optimizer: Optimizer,
     iters_per_epoch: int,
     total_iters: int,
-    warmup_epochs: float = 5,
-    no_aug_epochs: int = 15,
-    min_ratio: float = 0.05,
-    warmup_ratio: float = 0.0,
+    warmup_epochs: NonNegativeFloat = 5,
+    no_aug_epochs: NonNegativeInt = 15,
+    min_ratio: Probability = 0.05,
+    warmup_ratio: Probability = 0.0,
 ) -> LambdaLR:
     """YOLOX's "yoloxwarmcos" (yolox/utils/lr_scheduler.py): quadratic warmup from `warmup_ratio` over
     `warmup_epochs`, cosine down to `min_ratio` until the last `no_aug_epochs`, which stay at `min_ratio`

@@ -14,12 +14,13 @@ import copy
 import io
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from ..errors import ConfigError, UserError
 from ..registry import EVALUATORS
+from ..rules import Each, OneOf, Range
 from .base import DetectionEvaluator
 from .coco_eval import (
     AREA_LABELS,
@@ -44,6 +45,8 @@ from .report import (
 log = logging.getLogger(__name__)
 
 BACKENDS = ("detframe", "pycocotools", "faster_coco_eval")
+Backend = Annotated[str, OneOf(*BACKENDS)]
+MaxDets = Annotated[tuple[int, int, int], Each(Range(1, integer=True), length=3)]
 AGREEMENT_TOLERANCE = 1e-12  # far below the 3 printed decimals; faster-coco-eval 1.8 differs by ~1e-16
 _agreement: dict[str, float] = {}  # backend -> max difference found by the self-check (once per process)
 
@@ -60,8 +63,8 @@ class CocoEvaluator(DetectionEvaluator):
         cross_check: also run pycocotools and fail if any of the 12 numbers differs (slow; for audits).
     """
 
-    def __init__(self, dataset: Any, prefix: str = "coco", backend: str = "detframe",
-                 max_dets: tuple[int, int, int] = (1, 10, 100), cross_check: bool = False) -> None:
+    def __init__(self, dataset: Any, prefix: str = "coco", backend: Backend = "detframe",
+                 max_dets: MaxDets = (1, 10, 100), cross_check: bool = False) -> None:
         super().__init__(dataset, prefix)
         if backend not in BACKENDS:
             from ..errors import did_you_mean

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..registry import EVALUATORS
+from ..rules import IoUThreshold, Probability
 from .base import DetectionEvaluator
 from .coco_eval import group_pairs
 from .ground_truth import GroundTruth
@@ -70,8 +71,8 @@ class ConfusionMatrix(DetectionEvaluator):
         iou_threshold: minimum IoU of a match.
     """
 
-    def __init__(self, dataset: Any, prefix: str = "confusion", score_threshold: float = 0.25,
-                 iou_threshold: float = 0.5) -> None:
+    def __init__(self, dataset: Any, prefix: str = "confusion", score_threshold: Probability = 0.25,
+                 iou_threshold: IoUThreshold = 0.5) -> None:
         super().__init__(dataset, prefix)
         for key, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
             if not 0.0 <= value <= 1.0:

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..registry import EVALUATORS
+from ..rules import IoUThreshold
 from .base import DetectionEvaluator
 from .coco_eval import group_pairs, rank_order
 from .ground_truth import GroundTruth
@@ -177,7 +178,7 @@ class VOCEvaluator(DetectionEvaluator):
     """
 
     def __init__(self, dataset: Any, prefix: str = "voc07", metric: str = "voc07",
-                 iou_threshold: float = 0.5) -> None:
+                 iou_threshold: IoUThreshold = 0.5) -> None:
         super().__init__(dataset, prefix)
         if metric not in METRICS:
             raise ConfigError(f"evaluator.{prefix}.metric: expected one of {', '.join(METRICS)}, "

@@ -8,12 +8,15 @@ take `(pred_boxes, gt_boxes)` in xyxy pixels, and the heads decode before callin
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from ..registry import LOSSES
+from ..rules import NonNegativeFloat, PositiveFloat, Range
 
 
 @LOSSES.register()
@@ -28,7 +31,7 @@ class HardNegativeCrossEntropyLoss:
         loss_weight: multiplier on the returned sum.
     """
 
-    def __init__(self, neg_pos_ratio: float = 3.0, loss_weight: float = 1.0) -> None:
+    def __init__(self, neg_pos_ratio: PositiveFloat = 3.0, loss_weight: NonNegativeFloat = 1.0) -> None:
         self.neg_pos_ratio = neg_pos_ratio
         self.loss_weight = loss_weight
 
@@ -59,7 +62,7 @@ class HardNegativeCrossEntropyLoss:
 class SmoothL1Loss:
     """Huber-style smooth L1 on regression targets (beta=1 as in Fast R-CNN and SSD)."""
 
-    def __init__(self, beta: float = 1.0, loss_weight: float = 1.0) -> None:
+    def __init__(self, beta: NonNegativeFloat = 1.0, loss_weight: NonNegativeFloat = 1.0) -> None:
         self.beta = beta
         self.loss_weight = loss_weight
 
@@ -72,7 +75,7 @@ class SmoothL1Loss:
 class L1Loss:
     """Plain L1 on regression targets."""
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: NonNegativeFloat = 1.0) -> None:
         self.loss_weight = loss_weight
 
     def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -90,7 +93,8 @@ class FocalLoss:
         loss_weight: multiplier on the returned sum.
     """
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, loss_weight: float = 1.0) -> None:
+    def __init__(self, alpha: Annotated[float, Range(hi=1)] = 0.25, gamma: NonNegativeFloat = 2.0,
+                 loss_weight: NonNegativeFloat = 1.0) -> None:
         self.alpha, self.gamma, self.loss_weight = alpha, gamma, loss_weight
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
@@ -105,7 +109,7 @@ class BCEWithLogitsLoss:
     """Binary cross-entropy on logits, summed: YOLOv3's objectness, class and centre-offset terms
     (independent logistic classifiers instead of a softmax, Redmon & Farhadi 2018, sec. 2.2)."""
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: NonNegativeFloat = 1.0) -> None:
         self.loss_weight = loss_weight
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
@@ -119,7 +123,7 @@ class BCEWithLogitsLoss:
 class MSELoss:
     """Squared error, summed (YOLOv3's width/height term on log-size targets)."""
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: NonNegativeFloat = 1.0) -> None:
         self.loss_weight = loss_weight
 
     def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -135,7 +139,7 @@ class GIoULoss:
 
     decoded = True
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: NonNegativeFloat = 1.0) -> None:
         self.loss_weight = loss_weight
 
     def __call__(self, pred_boxes: Tensor, gt_boxes: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import ConfigError, did_you_mean
 from ...registry import TRANSFORMS
+from ...rules import NonNegativeFloat, Probability, Range, min_max
 from ...structures import Sample
 
 # albumentations' transforms that take other transforms; their children are written as
@@ -62,6 +63,9 @@ def _is_geometric(op: Any) -> bool:
     return not isinstance(op, A.ImageOnlyTransform)
 
 
+FactorPair = min_max(Range(0))  # [min, max] of a multiplicative factor
+
+
 class _Seeded:
     """An `A.Compose` whose random generators are reseeded from `numpy.random` at every call."""
 
@@ -99,8 +103,10 @@ class Albu:
     transforms here are for training: they are not tracked in `Sample.scale`.
     """
 
-    def __init__(self, transform: str, min_visibility: float = 0.0, min_area: float = 1.0,
-                 **kwargs: Any) -> None:
+    def __init__(self, transform: str, min_visibility: Probability = 0.0, min_area: NonNegativeFloat = 1.0,
+                 p: Probability | None = None, **kwargs: Any) -> None:
+        if p is not None:  # a named argument so that its range is checked with the config's other values
+            kwargs["p"] = p
         op = albu_transform(transform, kwargs)
         self.name = transform
         # Pixel-only transforms leave boxes alone; only geometric ones need albumentations' box handling.
@@ -142,11 +148,11 @@ class PhotoMetricDistortion:
 
     def __init__(
         self,
-        brightness_delta: float = 32,
-        contrast_range: Sequence[float] = (0.5, 1.5),
-        saturation_range: Sequence[float] = (0.5, 1.5),
-        hue_delta: float = 18,
-        p_each: float = 0.5,
+        brightness_delta: NonNegativeFloat = 32,
+        contrast_range: FactorPair = (0.5, 1.5),
+        saturation_range: FactorPair = (0.5, 1.5),
+        hue_delta: NonNegativeFloat = 18,
+        p_each: Probability = 0.5,
     ) -> None:
         lo, hi = contrast_range
         ops = [

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Annotated
 
 import cv2
 import numpy as np
 
 from ...errors import ConfigError, choices_text, did_you_mean
 from ...registry import TRANSFORMS
+from ...rules import OneOf, PixelValue, Probability, Size
 from ...structures import Sample
 
 INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA,
                   "cubic": cv2.INTER_CUBIC}
+
+
+Interpolation = Annotated[str, OneOf(*INTERPOLATIONS)]
 
 
 def interpolation_flag(name: str, owner: str) -> int:
@@ -58,8 +63,8 @@ class Resize:
         interpolation: OpenCV interpolation name: linear, nearest, area, cubic.
     """
 
-    def __init__(self, size: int | Sequence[int], keep_ratio: bool = False,
-                 interpolation: str = "linear") -> None:
+    def __init__(self, size: Size, keep_ratio: bool = False,
+                 interpolation: Interpolation = "linear") -> None:
         self.size = pair(size)
         self.keep_ratio = keep_ratio
         self.interpolation = interpolation_flag(interpolation, "Resize")
@@ -93,8 +98,8 @@ class Letterbox:
         interpolation: OpenCV interpolation name.
     """
 
-    def __init__(self, size: int | Sequence[int], fill: int = 114, center: bool = True, scale_up: bool = True,
-                 interpolation: str = "linear") -> None:
+    def __init__(self, size: Size, fill: PixelValue = 114, center: bool = True, scale_up: bool = True,
+                 interpolation: Interpolation = "linear") -> None:
         self.size = pair(size)
         self.fill, self.center, self.scale_up = int(fill), center, scale_up
         self.interpolation = interpolation_flag(interpolation, "Letterbox")
@@ -125,7 +130,7 @@ class Letterbox:
 class RandomHorizontalFlip:
     """Mirror the image and boxes left-right with probability `p` (training only: not tracked in `scale`)."""
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, p: Probability = 0.5) -> None:
         self.p = p
 
     def __call__(self, sample: Sample) -> Sample:

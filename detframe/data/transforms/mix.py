@@ -9,13 +9,13 @@ The geometry follows ultralytics' `Mosaic` / `RandomPerspective` / `MixUp` (and 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import replace
 
 import cv2
 import numpy as np
 
 from ...registry import TRANSFORMS
+from ...rules import NonNegativeFloat, PixelValue, PositiveFloat, Probability, Range, Size, min_max
 from ...structures import Sample
 from .base import MixTransform, clip_and_filter, keep_boxes
 from .geometric import pair
@@ -23,6 +23,10 @@ from .geometric import pair
 
 def _box_areas(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+UnitPair = min_max(Range(0, 1))  # [min, max] within [0, 1]
+ScalePair = min_max(Range(0, lo_open=True))
 
 
 @TRANSFORMS.register()
@@ -45,8 +49,9 @@ class Mosaic(MixTransform):
 
     num_mix = 3
 
-    def __init__(self, size: int | Sequence[int], center_range: Sequence[float] = (0.25, 0.75),
-                 fill: int = 114, min_visibility: float = 0.1, min_size: float = 2.0, p: float = 1.0) -> None:
+    def __init__(self, size: Size, center_range: UnitPair = (0.25, 0.75),
+                 fill: PixelValue = 114, min_visibility: Probability = 0.1, min_size: NonNegativeFloat = 2.0,
+                 p: Probability = 1.0) -> None:
         self.size = pair(size)
         self.center_range = (float(center_range[0]), float(center_range[1]))
         self.fill, self.min_visibility, self.min_size, self.p = int(fill), min_visibility, min_size, p
@@ -115,9 +120,10 @@ class RandomAffine:
         min_visibility, min_size, max_aspect: the box filter above.
     """
 
-    def __init__(self, size: int | Sequence[int], degrees: float = 0.0, translate: float = 0.1,
-                 scale: Sequence[float] = (0.5, 1.5), shear: float = 0.0, fill: int = 114,
-                 min_visibility: float = 0.1, min_size: float = 2.0, max_aspect: float = 20.0) -> None:
+    def __init__(self, size: Size, degrees: NonNegativeFloat = 0.0, translate: Probability = 0.1,
+                 scale: ScalePair = (0.5, 1.5), shear: NonNegativeFloat = 0.0, fill: PixelValue = 114,
+                 min_visibility: Probability = 0.1, min_size: NonNegativeFloat = 2.0,
+                 max_aspect: PositiveFloat = 20.0) -> None:
         self.size = pair(size)
         self.degrees, self.translate, self.shear = degrees, translate, shear
         self.scale = (float(scale[0]), float(scale[1]))
@@ -181,7 +187,7 @@ class MixUp(MixTransform):
 
     num_mix = 1
 
-    def __init__(self, alpha: float = 32.0, fill: int = 114, p: float = 1.0) -> None:
+    def __init__(self, alpha: PositiveFloat = 32.0, fill: PixelValue = 114, p: Probability = 1.0) -> None:
         self.alpha, self.fill, self.p = alpha, int(fill), p
 
     def mix(self, sample: Sample, others: list[Sample]) -> Sample:

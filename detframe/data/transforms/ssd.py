@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Annotated
 
 import cv2
 import numpy as np
@@ -15,8 +16,14 @@ import torch
 from torchvision.ops import box_iou
 
 from ...registry import TRANSFORMS
+from ...rules import Each, PositiveInt, Probability, Range, min_max
 from ...structures import Sample
 from .base import keep_boxes
+
+Mean = Annotated[Sequence[float], Each(Range(0, 255), length=3)]  # RGB pixel values
+CropSize = Annotated[float, Range(0, 1, lo_open=True)]  # a fraction of the image side
+AspectPair = min_max(Range(0, lo_open=True))
+RatioPair = min_max(Range(1))  # zoom-out factors
 
 
 @TRANSFORMS.register()
@@ -30,8 +37,8 @@ class Expand:
         p: probability of expanding at all.
     """
 
-    def __init__(self, mean: Sequence[float] = (123.675, 116.28, 103.53),
-                 ratio_range: Sequence[float] = (1.0, 4.0), p: float = 0.5) -> None:
+    def __init__(self, mean: Mean = (123.675, 116.28, 103.53),
+                 ratio_range: RatioPair = (1.0, 4.0), p: Probability = 0.5) -> None:
         self.mean = tuple(float(m) for m in mean)
         self.ratio_range = (float(ratio_range[0]), float(ratio_range[1]))
         self.p = p
@@ -79,8 +86,9 @@ class MinIoURandomCrop:
         max_trials: patches tried per mode.
     """
 
-    def __init__(self, min_ious: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9), min_crop_size: float = 0.3,
-                 aspect_range: Sequence[float] = (0.5, 2.0), max_trials: int = 50) -> None:
+    def __init__(self, min_ious: Annotated[Sequence[float], Each(Range(0, 1))] = (0.1, 0.3, 0.5, 0.7, 0.9),
+                 min_crop_size: CropSize = 0.3,
+                 aspect_range: AspectPair = (0.5, 2.0), max_trials: PositiveInt = 50) -> None:
         self.modes = (1.0, *[float(t) for t in min_ious], 0.0)  # 1.0: the whole image, 0.0: unconstrained
         self.min_crop_size = min_crop_size
         self.aspect_range = (float(aspect_range[0]), float(aspect_range[1]))

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from ...ops.boxes import box_iou
 from ...registry import ASSIGNERS
+from ...rules import IoUThreshold, Probability
 
 NEGATIVE = -1  # background prior
 IGNORED = -2  # neither positive nor negative (between thresholds, or matched to an ignored object)
@@ -41,9 +42,9 @@ class MaxIoUAssigner:
 
     def __init__(
         self,
-        pos_iou: float = 0.5,
-        neg_iou: float = 0.5,
-        min_pos_iou: float = 0.0,
+        pos_iou: IoUThreshold = 0.5,
+        neg_iou: Probability = 0.5,
+        min_pos_iou: Probability = 0.0,
         match_low_quality: bool = True,
         match_all_ties: bool = False,
     ) -> None:

@@ -6,6 +6,7 @@ from torch import Tensor
 
 from ...ops.boxes import box_iou
 from ...registry import ASSIGNERS
+from ...rules import Probability
 from .max_iou import IGNORED, NEGATIVE, Assignment
 
 
@@ -26,7 +27,7 @@ class YOLOAssigner:
             prior is ignored; > 1 disables ignoring.
     """
 
-    def __init__(self, ignore_iou: float = 0.5) -> None:
+    def __init__(self, ignore_iou: Probability = 0.5) -> None:
         self.ignore_iou = ignore_iou
 
     def __call__(self, priors: Tensor, strides: Tensor, gt_boxes: Tensor,

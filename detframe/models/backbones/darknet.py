@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import BACKBONES
+from ...rules import Each, PositiveFloat, Probability, Range
 from .pretrained import load_matching, read_state_dict
 
 DARKNET53_BLOCKS = (1, 2, 8, 8, 4)
@@ -26,7 +28,7 @@ class ConvBNAct(nn.Module):
     """Conv (no bias) -> BatchNorm -> LeakyReLU(0.1), "same" padding."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 norm_eps: float = 1e-5, norm_momentum: float = 0.1) -> None:
+                 norm_eps: PositiveFloat = 1e-5, norm_momentum: Probability = 0.1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=norm_eps, momentum=norm_momentum)
@@ -66,12 +68,12 @@ class Darknet(nn.Module):
 
     def __init__(
         self,
-        stage_blocks: Sequence[int] = DARKNET53_BLOCKS,
-        widen_factor: float = 1.0,
+        stage_blocks: Annotated[Sequence[int], Each(Range(0, integer=True))] = DARKNET53_BLOCKS,
+        widen_factor: PositiveFloat = 1.0,
         out_strides: Sequence[int] = (8, 16, 32),
-        frozen_stages: int = -1,
-        norm_eps: float = 1e-5,
-        norm_momentum: float = 0.1,
+        frozen_stages: Annotated[int, Range(-1, integer=True)] = -1,
+        norm_eps: PositiveFloat = 1e-5,
+        norm_momentum: Probability = 0.1,
         pretrained: str | None = None,
     ) -> None:
         super().__init__()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Annotated
 
 from torch import Tensor, nn
 from torchvision.models import (
@@ -14,6 +15,7 @@ from torchvision.models import (
 
 from ...errors import ConfigError
 from ...registry import BACKBONES
+from ...rules import OneOf, PositiveFloat, Probability
 from .pretrained import load_pretrained
 
 _ARCHS = {
@@ -41,12 +43,12 @@ class MobileNetV3(nn.Module):
 
     def __init__(
         self,
-        arch: str = "large",
-        width_mult: float = 1.0,
+        arch: Annotated[str, OneOf("large", "small")] = "large",
+        width_mult: PositiveFloat = 1.0,
         reduced_tail: bool = False,
         pretrained: str | None = None,
-        norm_eps: float = 0.001,
-        norm_momentum: float = 0.03,
+        norm_eps: PositiveFloat = 0.001,
+        norm_momentum: Probability = 0.03,
         out_strides: Sequence[int] = (16, 32),
     ) -> None:
         super().__init__()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from torch import Tensor, nn
 from torchvision import models
@@ -9,6 +10,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ...errors import ConfigError
 from ...registry import BACKBONES
+from ...rules import OneOf
 from .pretrained import load_pretrained
 
 _DEPTHS = {
@@ -45,7 +47,7 @@ class ResNet(nn.Module):
 
     def __init__(
         self,
-        depth: int = 50,
+        depth: Annotated[int, OneOf(18, 34, 50, 101, 152)] = 50,
         out_strides: Sequence[int] = (8, 16, 32),
         frozen_stages: int | None = None,
         frozen_bn: bool | None = None,

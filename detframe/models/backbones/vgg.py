@@ -9,6 +9,7 @@ from torchvision.models import VGG16_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
 from ...registry import BACKBONES
+from ...rules import PositiveFloat
 from .pretrained import load_pretrained
 
 
@@ -35,7 +36,7 @@ class SSDVGG16(nn.Module):
         l2norm_scale: initial scale of conv4_3's L2 normalisation.
     """
 
-    def __init__(self, pretrained: str | None = None, l2norm_scale: float = 20.0) -> None:
+    def __init__(self, pretrained: str | None = None, l2norm_scale: PositiveFloat = 20.0) -> None:
         super().__init__()
         # Only VGG-16's conv layers, under torchvision's names: building the whole classifier (102M
         # parameters of fully connected layers SSD drops) would cost seconds of initialisation.

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
 from ...registry import CODERS
+from ...rules import Each, PositiveFloat, Range
 
 
 @CODERS.register()
@@ -23,9 +25,9 @@ class DeltaXYWHCoder:
 
     def __init__(
         self,
-        stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
+        stds: Annotated[Sequence[float], Each(Range(0, lo_open=True), length=4)] = (0.1, 0.1, 0.2, 0.2),
         means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
-        clip_log: float = math.log(1000.0 / 16),
+        clip_log: PositiveFloat = math.log(1000.0 / 16),
     ) -> None:
         self.stds = tuple(float(s) for s in stds)
         self.means = tuple(float(m) for m in means)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ...registry import CODERS
+from ...rules import PositiveFloat
 
 
 @CODERS.register()
@@ -24,7 +25,7 @@ class YOLOCoder:
         clip_log: upper bound on decoded log-size ratios, so that exp() cannot overflow.
     """
 
-    def __init__(self, eps: float = 1e-6, clip_log: float = math.log(1000.0 / 16)) -> None:
+    def __init__(self, eps: PositiveFloat = 1e-6, clip_log: PositiveFloat = math.log(1000.0 / 16)) -> None:
         self.eps = eps
         self.clip_log = clip_log
 

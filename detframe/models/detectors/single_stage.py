@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
 from ...registry import DETECTORS
+from ...rules import Each, Range
 from ...structures import Batch, Detections
 from .base import Detector
 
@@ -26,8 +28,9 @@ class SingleStageDetector(Detector):
         backbone: nn.Module,
         head: nn.Module,
         neck: nn.Module | None = None,
-        pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
-        pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+        pixel_mean: Annotated[Sequence[float], Each(Range(), length=3)] = (123.675, 116.28, 103.53),
+        pixel_std: Annotated[Sequence[float], Each(Range(0, lo_open=True), length=3)] = (
+            58.395, 57.12, 57.375),
     ) -> None:
         super().__init__()
         self.backbone, self.neck, self.head = backbone, neck, head

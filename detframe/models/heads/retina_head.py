@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +12,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from ...errors import ConfigError
 from ...registry import HEADS
+from ...rules import IoUThreshold, NonNegativeInt, OneOf, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
 from ..postprocess import postprocess_dense
@@ -52,21 +54,21 @@ class RetinaHead(DenseHead):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: PositiveInt,
         in_channels: Sequence[int],
         prior_generator: Callable,
         assigner: Callable,
         coder: object,
         loss_cls: Callable,
         loss_box: Callable,
-        feat_channels: int = 256,
-        stacked_convs: int = 4,
-        prior_prob: float = 0.01,
-        norm: str | None = None,
-        score_threshold: float = 0.05,
-        nms_iou: float = 0.5,
-        topk_candidates: int = 1000,
-        max_detections: int = 100,
+        feat_channels: PositiveInt = 256,
+        stacked_convs: NonNegativeInt = 4,
+        prior_prob: StrictProbability = 0.01,
+        norm: Annotated[str, OneOf("GN")] | None = None,
+        score_threshold: Probability = 0.05,
+        nms_iou: IoUThreshold = 0.5,
+        topk_candidates: PositiveInt = 1000,
+        max_detections: PositiveInt = 100,
     ) -> None:
         super().__init__()
         anchors = prior_generator.num_anchors

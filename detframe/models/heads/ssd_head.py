@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ...registry import HEADS
+from ...rules import IoUThreshold, PositiveFloat, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
 from ..postprocess import postprocess_dense
@@ -39,20 +40,20 @@ class SSDHead(DenseHead):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: PositiveInt,
         in_channels: Sequence[int],
         prior_generator: Callable,
         assigner: Callable,
         coder: object,
         loss_cls: Callable,
         loss_box: Callable,
-        score_threshold: float = 0.01,
-        nms_iou: float = 0.45,
-        topk_candidates: int = 400,
-        max_detections: int = 200,
-        norm_eps: float = 0.001,
-        norm_momentum: float = 0.03,
-        background_prior: float | None = None,
+        score_threshold: Probability = 0.01,
+        nms_iou: IoUThreshold = 0.45,
+        topk_candidates: PositiveInt = 400,
+        max_detections: PositiveInt = 200,
+        norm_eps: PositiveFloat = 0.001,
+        norm_momentum: Probability = 0.03,
+        background_prior: StrictProbability | None = None,
     ) -> None:
         super().__init__()
         anchors = prior_generator.num_anchors

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import HEADS
+from ...rules import IoUThreshold, PositiveFloat, PositiveInt, PositiveInts, Probability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
 from ..backbones.darknet import ConvBNAct
@@ -57,7 +58,7 @@ class YOLOv3Head(nn.Module):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: PositiveInt,
         in_channels: Sequence[int],
         prior_generator: Callable,
         assigner: Callable,
@@ -66,15 +67,15 @@ class YOLOv3Head(nn.Module):
         loss_obj: Callable,
         loss_xy: Callable,
         loss_wh: Callable,
-        out_channels: Sequence[int] = (256, 512, 1024),
-        obj_prior_objects: float = 8.0,
-        score_threshold: float = 0.05,
-        obj_threshold: float = 0.005,
-        nms_iou: float = 0.45,
-        topk_candidates: int = 1000,
-        max_detections: int = 100,
-        norm_eps: float = 1e-5,
-        norm_momentum: float = 0.1,
+        out_channels: PositiveInts = (256, 512, 1024),
+        obj_prior_objects: PositiveFloat = 8.0,
+        score_threshold: Probability = 0.05,
+        obj_threshold: Probability = 0.005,
+        nms_iou: IoUThreshold = 0.45,
+        topk_candidates: PositiveInt = 1000,
+        max_detections: PositiveInt = 100,
+        norm_eps: PositiveFloat = 1e-5,
+        norm_momentum: Probability = 0.1,
     ) -> None:
         super().__init__()
         anchors = prior_generator.num_anchors

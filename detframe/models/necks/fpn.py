@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Annotated
 
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
@@ -10,6 +11,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 
 from ...errors import ConfigError
 from ...registry import NECKS
+from ...rules import OneOf, PositiveInt
 
 _EXTRA = ("p6p7", "maxpool", None)
 
@@ -32,8 +34,9 @@ class FPN(nn.Module):
             retinanet_resnet50_fpn).
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, extra: str | None = "p6p7",
-                 extra_source: str = "c5") -> None:
+    def __init__(self, in_channels: Sequence[int], out_channels: PositiveInt = 256,
+                 extra: Annotated[str, OneOf("p6p7", "maxpool")] | None = "p6p7",
+                 extra_source: Annotated[str, OneOf("c5", "p5")] = "c5") -> None:
         super().__init__()
         if extra not in _EXTRA:
             raise ConfigError(f"FPN.extra: expected one of p6p7, maxpool, null; got '{extra}'")

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Annotated
 
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ...registry import NECKS
+from ...rules import Each, PositiveFloat, PositiveInts, Probability, Range
 
 
 @NECKS.register()
@@ -29,14 +31,14 @@ class SSDExtraLayers(nn.Module):
     def __init__(
         self,
         in_channels: Sequence[int],
-        out_channels: Sequence[int],
-        mid_channels: Sequence[int] | None = None,
-        strides: Sequence[int] | None = None,
-        paddings: Sequence[int] | None = None,
-        kernel_sizes: Sequence[int] | None = None,
+        out_channels: PositiveInts,
+        mid_channels: PositiveInts | None = None,
+        strides: PositiveInts | None = None,
+        paddings: Annotated[Sequence[int], Each(Range(0, integer=True))] | None = None,
+        kernel_sizes: PositiveInts | None = None,
         separable: bool = False,
-        norm_eps: float = 0.001,
-        norm_momentum: float = 0.03,
+        norm_eps: PositiveFloat = 0.001,
+        norm_momentum: Probability = 0.03,
     ) -> None:
         super().__init__()
         n = len(out_channels)

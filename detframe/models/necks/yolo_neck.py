@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import NECKS
+from ...rules import PositiveFloat, PositiveInts, Probability
 from ..backbones.darknet import ConvBNAct
 
 
@@ -40,8 +41,8 @@ class YOLOv3Neck(nn.Module):
         norm_eps, norm_momentum: BatchNorm settings.
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int] = (128, 256, 512),
-                 norm_eps: float = 1e-5, norm_momentum: float = 0.1) -> None:
+    def __init__(self, in_channels: Sequence[int], out_channels: PositiveInts = (128, 256, 512),
+                 norm_eps: PositiveFloat = 1e-5, norm_momentum: Probability = 0.1) -> None:
         super().__init__()
         if len(in_channels) != len(out_channels):
             raise ConfigError(

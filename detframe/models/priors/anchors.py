@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ...registry import PRIORS
+from ...rules import PositiveFloat, PositiveFloats, PositiveInt, PositiveInts, Probability
 
 
 @PRIORS.register()
@@ -42,12 +43,12 @@ class AnchorGenerator:
 
     def __init__(
         self,
-        strides: Sequence[int],
-        aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-        octave_base_scale: float = 4.0,
-        scales_per_octave: int = 3,
+        strides: PositiveInts,
+        aspect_ratios: PositiveFloats = (0.5, 1.0, 2.0),
+        octave_base_scale: PositiveFloat = 4.0,
+        scales_per_octave: PositiveInt = 3,
         sizes: Sequence[Sequence[float]] | None = None,
-        center_offset: float = 0.0,
+        center_offset: Probability = 0.0,
         round_base: bool = False,
     ) -> None:
         self.strides = [float(s) for s in strides]

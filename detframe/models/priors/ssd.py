@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
 from ...registry import PRIORS
+from ...rules import Each, PositiveFloats, Range
 
 
 @PRIORS.register()
@@ -36,11 +38,11 @@ class SSDPriorGenerator:
 
     def __init__(
         self,
-        aspect_ratios: Sequence[Sequence[float]],
-        min_ratio: float = 0.15,
-        max_ratio: float = 0.9,
-        scales: Sequence[float] | None = None,
-        steps: Sequence[float] | None = None,
+        aspect_ratios: Annotated[Sequence[Sequence[float]], Each(PositiveFloats)],
+        min_ratio: Annotated[float, Range(0, 1, lo_open=True)] = 0.15,
+        max_ratio: Annotated[float, Range(0, 1, lo_open=True)] = 0.9,
+        scales: PositiveFloats | None = None,
+        steps: PositiveFloats | None = None,
         clip: bool = True,
     ) -> None:
         self.aspect_ratios = [list(r) for r in aspect_ratios]

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
 from ...registry import PRIORS
+from ...rules import Each, PositiveInts, Range
 from .anchors import grid_boxes
+
+# Per level, the (w, h) of each anchor in pixels.
+BaseSizes = Annotated[Sequence[Sequence[Sequence[float]]],
+                      Each(Each(Each(Range(0, lo_open=True), length=2)),
+                           text="[[[w, h], ...] per level], w, h > 0")]
 
 
 @PRIORS.register()
@@ -25,7 +32,7 @@ class YOLOPriorGenerator:
     `strides_of` gives the stride of each prior, which the YOLO coder and assigner need.
     """
 
-    def __init__(self, strides: Sequence[int], base_sizes: Sequence[Sequence[Sequence[float]]]) -> None:
+    def __init__(self, strides: PositiveInts, base_sizes: BaseSizes) -> None:
         if len(strides) != len(base_sizes):
             raise ValueError(
                 f"YOLOPriorGenerator: {len(strides)} strides but {len(base_sizes)} lists of base sizes"
