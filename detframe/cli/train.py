@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ..config import compose, config_dir, resolve_config_arg
+from ..config import check_training, compose, config_dir, resolve_config_arg
 from ..errors import UserError
 
 log = logging.getLogger("detframe")
@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "--cfg" in flags or "-c" in flags:
             print(_config_text(cfg, flags))
             return 0
+        check_training(cfg)  # before the run folder is made
         launch(cfg, args)
         return 0
     except UserError as e:
@@ -193,6 +194,7 @@ def train_task(cfg: DictConfig, args: Sequence[str]) -> float | None:
 
     from ..dist import is_main_process
     from ..engine import CheckpointHook, TrainingInterrupted, build_runner
+    from ..engine.preflight import BATCHNORM_ONE_VALUE, batchnorm_message
     from ..registry import import_modules
 
     try:
@@ -207,6 +209,14 @@ def train_task(cfg: DictConfig, args: Sequence[str]) -> float | None:
         sys.exit(e.exit_code)
     except UserError as e:
         log.error("error: %s", e)
+        sys.exit(2)
+    except ValueError as e:
+        if BATCHNORM_ONE_VALUE not in str(e):
+            raise
+        # engine/preflight.py stops the known cases (data.batch_size=1, a one-image set) before training;
+        # this is for any other way a single image reaches a BatchNorm layer in training mode.
+        log.error("error: %s", batchnorm_message(f"data.batch_size={cfg.data.batch_size}", [],
+                                                 "a training batch held a single image"))
         sys.exit(2)
     best = next((h for h in runner.hooks.values() if isinstance(h, CheckpointHook)), None)
     if best is None or not best.save_best:

@@ -1,9 +1,10 @@
 """`build_runner`: the one place where a training config becomes a Runner of built parts.
 
-The order matters and is kept on purpose: the process group and seeds first (every rank builds the
-same initial weights), cheap builds before the datasets (a config mistake fails before a large set is
-parsed), per-rank random streams after the loaders, hooks' `before_run` (the EMA copies the plain
-model) before resume, and the DDP wrapper and torch.compile last.
+The order matters and is kept on purpose: the config's values checked first, the process group and
+seeds next (every rank builds the same initial weights), cheap builds and the checks of what is built
+later (engine/preflight.py) before the datasets (a config mistake fails before a large set is parsed),
+per-rank random streams after the loaders, hooks' `before_run` (the EMA copies the plain model) before
+resume, and the DDP wrapper and torch.compile last.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ..config import check_training
 from ..data import build_dataloader, build_dataset, train_loader_options
 from ..dist import get_rank, get_world_size, init_from_env
 from ..errors import ConfigError
@@ -22,6 +24,7 @@ from .ema import EMAHook
 from .freeze import freeze
 from .hooks import CheckpointHook, Hook
 from .optim import build_optimizer, build_scheduler, describe_groups, lr_scale_for
+from .preflight import check_components, check_model, check_train_loader
 from .runner import Runner, run_length
 from .setup import (
     configure_determinism,
@@ -44,6 +47,7 @@ def build_runner(cfg: DictConfig, work_dir: str | Path) -> Runner:
         cfg: the composed config (configs/train.yaml and what the command line chose).
         work_dir: the run's output folder (checkpoints/, tb/, eval/).
     """
+    check_training(cfg)
     work_dir = Path(work_dir)
     runtime = cfg.runtime
     init_from_env(runtime.dist_backend, runtime.dist_timeout_minutes)
@@ -60,6 +64,8 @@ def build_runner(cfg: DictConfig, work_dir: str | Path) -> Runner:
         load_weights(model, cfg.load_from)
     freeze(model, list(cfg.train.freeze), list(cfg.train.freeze_norm))
     model = prepare_model(model, device, runtime.channels_last, runtime.sync_bn)
+    check_model(cfg, model, world_size)
+    check_components(cfg)  # built after the datasets: their arguments are checked now
 
     data = cfg.data
     train_set = build_dataset(data, "train", cfg.pipeline.train)
@@ -67,6 +73,7 @@ def build_runner(cfg: DictConfig, work_dir: str | Path) -> Runner:
     train_loader = build_dataloader(train_set, data.batch_size, data.num_workers, train=True,
                                     size_divisor=data.size_divisor, seed=cfg.seed, distributed=world_size > 1,
                                     **train_loader_options(cfg))
+    check_train_loader(cfg, train_loader, model, world_size)
     val_loader = build_dataloader(val_set, data.val_batch_size, data.num_workers, train=False,
                                   size_divisor=data.size_divisor, distributed=world_size > 1)
     if world_size > 1:

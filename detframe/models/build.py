@@ -47,3 +47,17 @@ def build_detector(cfg: DictConfig) -> Detector:
             "loss(batch) and predict(batch)"
         )
     return detector
+
+
+def check_detector(cfg: DictConfig) -> None:
+    """Check the `model` config without building it (types, argument names and values), for a tool that
+    builds the model only after reading its data (tools/eval.py); the same checks `build_detector`
+    makes before each constructor runs."""
+    BACKBONES.check(cfg.backbone)
+    if cfg.get("neck"):
+        NECKS.check(cfg.neck)
+    for key, registry in HEAD_PARTS.items():
+        if cfg.head.get(key) is not None:
+            registry.check(cfg.head[key])
+    HEADS.check(cfg.head)
+    DETECTORS.check(cfg)
