@@ -16,23 +16,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..config import compose
-from ..errors import ConfigError, UserError
-from .common import run_tool
+from ..errors import UserError
+from ..rules import IoUThreshold, NonNegativeInt, PositiveInt
+from .common import Arg, check_split, parse_args, run_tool
 
-OWN = {"k": "number of anchors (9)", "split": "dataset split to read (train)",
-       "restarts": "k-means restarts (5)", "seed": "random seed (0)",
-       "iou": "IoU threshold of the coverage figure (0.5)"}
-
-
-def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    own, rest = {"k": "9", "split": "train", "restarts": "5", "seed": "0", "iou": "0.5"}, []
-    for arg in argv:
-        key = arg.split("=", 1)[0]
-        if key in OWN:
-            own[key] = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    return own, rest
+OWN = {
+    "k": Arg("9", "number of anchors", kind=int, rule=PositiveInt),
+    "split": Arg("train", "dataset split to read"),
+    "restarts": Arg("5", "k-means restarts", kind=int, rule=PositiveInt),
+    "seed": Arg("0", "random seed", kind=int, rule=NonNegativeInt),
+    "iou": Arg("0.5", "IoU threshold of the coverage figure", kind=float, rule=IoUThreshold),
+}
+NOTE = "k, restarts and seed take integers and iou a number"
 
 
 def shapes_text(anchors: np.ndarray) -> str:
@@ -45,14 +40,12 @@ def run_anchors(argv: list[str]) -> None:
     from detframe.models.priors.kmeans import box_sizes, coverage, iou_kmeans, prior_shapes
     from detframe.registry import import_modules
 
-    own, rest = parse(argv)
-    try:
-        k, restarts, seed, threshold = (int(own["k"]), int(own["restarts"]), int(own["seed"]),
-                                        float(own["iou"]))
-    except ValueError as e:
-        raise ConfigError(f"k, restarts and seed take integers and iou a number: {e}") from None
+    own, rest = parse_args(argv, OWN, "anchors", note=NOTE)
+    k, restarts, seed, threshold = own["k"], own["restarts"], own["seed"], own["iou"]
     cfg = compose(rest)
     import_modules(cfg.custom_imports)
+    check_split("split", own["split"], cfg)
+    model = build_detector(cfg.model)  # before the data: a config mistake fails before the set is read
     dataset = build_dataset(cfg.data, own["split"], cfg.pipeline.val)
     boxes = box_sizes(dataset)
     if len(boxes) < k:
@@ -65,7 +58,6 @@ def run_anchors(argv: list[str]) -> None:
     print(f"k-means (distance 1 - IoU), k={k}, best of {restarts} restarts:\n"
           f"  anchors (w x h, by area): {shapes_text(anchors)}\n"
           f"  mean best IoU {mean_iou:.4f}; boxes with best IoU >= {threshold}: {covered:.1%}")
-    model = build_detector(cfg.model)
     generator = getattr(model.head, "prior_generator", None)
     hw = (size, size) if isinstance(size, int) else tuple(size)
     try:

@@ -1,7 +1,8 @@
 """`detframe-check-dataset` and `detframe-browse-dataset` (tools/check_dataset.py, tools/browse_dataset.py).
 
 Both take the training command line (config=NAME|path.yaml, group choices, key=value overrides),
-compose it as tools/train.py does, and add a few keys of their own.
+compose it as tools/train.py does, and add a few keys of their own (`CHECK_ARGS`, `BROWSE_ARGS`), checked
+before any data is read.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from omegaconf import DictConfig
 from ..config import compose
 from ..errors import ConfigError
 from ..registry import import_modules
-from .common import parse_int, run_tool, split_args
+from ..rules import Folder, NonEmpty, NonNegativeInt, OneOf, PositiveInt
+from .common import Arg, check_split, comma_list, parse_args, run_tool
 
 log = logging.getLogger("detframe")
 
@@ -30,7 +32,12 @@ def compose_config(args: Sequence[str]) -> DictConfig:
 
 # -- check_dataset ----------------------------------------------------------------------------------------
 
-CHECK_KEYS = {"level": "full", "splits": "train,val"}
+CHECK_ARGS = {
+    "level": Arg("full", "image files: full (decode) | quick (headers) | off (the annotations only)",
+                 rule=OneOf("full", "quick", "off")),
+    "splits": Arg("train,val", "comma-separated splits of the data config", kind=comma_list,
+                  rule=NonEmpty("list of splits")),
+}
 
 
 def check_main(argv: Sequence[str] | None = None) -> int:
@@ -39,12 +46,15 @@ def check_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(args: list[str]) -> int:
-    own, rest = split_args(args, CHECK_KEYS)
+    own, rest = parse_args(args, CHECK_ARGS, "check_dataset")
+    cfg = compose_config(rest)
+    for split in own["splits"]:
+        check_split("splits", split, cfg)
     quiet = logging.getLogger("detframe")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # the report says what the start-up log lines would
     try:
-        return _check_splits(own, compose_config(rest))
+        return _check_splits(own, cfg)
     finally:
         quiet.setLevel(level)
 
@@ -55,7 +65,7 @@ def _check_splits(own: dict[str, str], cfg: DictConfig) -> int:
 
     policy = cfg.data.get("on_error", "error")
     errors = 0
-    for split in [s for s in own["splits"].split(",") if s]:
+    for split in own["splits"]:
         dataset = build_dataset(cfg.data, split, None, check="off", on_error="collect")
         report = check_dataset(dataset, f"data.{split}", own["level"], settle=False)
         print(format_report(report), end="\n\n")
@@ -74,7 +84,12 @@ def _check_splits(own: dict[str, str], cfg: DictConfig) -> int:
 
 # -- browse_dataset ---------------------------------------------------------------------------------------
 
-BROWSE_KEYS = {"n": "16", "split": "train", "out": "browse", "seed": "0"}
+BROWSE_ARGS = {
+    "n": Arg("16", "number of images", kind=int, rule=PositiveInt),
+    "split": Arg("train", "a split of the data config"),
+    "out": Arg("browse", "the folder the PNGs are written to", rule=Folder()),
+    "seed": Arg("0", "which images and augmentations", kind=int, rule=NonNegativeInt),
+}
 
 
 def browse_main(argv: Sequence[str] | None = None) -> int:
@@ -87,10 +102,11 @@ def _browse(args: list[str]) -> int:
     from ..data import DetectionDataset, SampleKey, build_dataset
     from ..vis import draw_sample, grid, write_png
 
-    own, rest = split_args(args, BROWSE_KEYS)
-    n, seed = parse_int("n", own["n"], minimum=1), parse_int("seed", own["seed"])
+    own, rest = parse_args(args, BROWSE_ARGS, "browse_dataset")
+    n, seed = own["n"], own["seed"]
     cfg = compose_config(rest)
     split = own["split"]
+    check_split("split", split, cfg)
     pipeline = cfg.pipeline.train if split == "train" else cfg.pipeline.val
     dataset = build_dataset(cfg.data, split, pipeline)
     if not isinstance(dataset, DetectionDataset):

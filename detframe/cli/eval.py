@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..config import (
     apply_overrides,
+    check_config,
     compose,
     config_dir,
     load_run_config,
@@ -22,19 +23,21 @@ from ..config import (
     split_group_overrides,
 )
 from ..errors import ConfigError, choices_text
-from .common import parse_bool, run_tool
+from ..rules import DEVICE, Folder, NonEmpty, OneOf
+from .common import Arg, parse_args, run_tool
 
 log = logging.getLogger("detframe")
 
-EVAL_KEYS = {
-    "checkpoint": "a checkpoint to evaluate with the config saved in it",
-    "results": "a COCO results JSON to evaluate instead of a model",
-    "out": "the report folder (default <run>/eval_<checkpoint name>/, or <results name>_eval/ beside "
-           "the file)",
-    "device": "auto | cpu | cuda | cuda:N",
-    "split": "the data split to evaluate: val (default) or train",
-    "plots": "true | false: PR curves and confusion matrix as PNG files (default true)",
-    "save_results": "true | false: write the model's detections as <out>/detections.json (default true)",
+EVAL_ARGS = {
+    "checkpoint": Arg(None, "a checkpoint to evaluate with the config saved in it", rule=NonEmpty("path")),
+    "results": Arg(None, "a COCO results JSON to evaluate instead of a model", rule=NonEmpty("path")),
+    "out": Arg(None, "the report folder (default <run>/eval_<checkpoint name>/, or <results name>_eval/ "
+                     "beside the file)", rule=Folder()),
+    "device": Arg(None, "auto | cpu | cuda | cuda:N", rule=DEVICE),
+    "split": Arg("val", "the data split to evaluate: val (default) or train", rule=OneOf("val", "train")),
+    "plots": Arg("true", "true | false: PR curves and confusion matrix as PNG files", kind=bool),
+    "save_results": Arg("true", "true | false: write the model's detections as <out>/detections.json",
+                        kind=bool),
 }
 
 
@@ -42,23 +45,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_tool(run_eval, argv)
 
 
-def parse_eval_args(args: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """Split the command line into the tool's own keys (EVAL_KEYS) and config overrides."""
-    own, rest = {}, []
+def parse_eval_args(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Split the command line into the tool's own arguments (EVAL_ARGS: those given, and split, plots and
+    save_results always), read and checked, and config overrides."""
     for arg in args:
         if "=" not in arg and not arg.startswith("~"):
             raise ConfigError(f"expected key=value, got '{arg}'. Keys: "
-                              f"{', '.join(f'{k} ({v})' for k, v in EVAL_KEYS.items())}, "
+                              f"{', '.join(f'{k} ({v.help})' for k, v in EVAL_ARGS.items())}, "
                               "or overrides of the config (group=option, key=value, +key=value, ~key)")
-        key, _, value = arg.partition("=")
-        (own.__setitem__(key, value) if key in EVAL_KEYS else rest.append(arg))
+    own, rest = parse_args(args, EVAL_ARGS, "eval")
     if ("checkpoint" in own) == ("results" in own):
         raise ConfigError("give checkpoint=PATH (evaluate a model) or results=PATH (evaluate a detections "
                           "file), one of them")
-    for key in ("plots", "save_results"):
-        parse_bool(key, own.get(key, "true"))
-    if own.get("split", "val") not in ("val", "train"):
-        raise ConfigError(f"split={own['split']}: expected val or train")
     return own, rest
 
 
@@ -86,6 +84,7 @@ def run_eval(args: Sequence[str]) -> dict[str, float]:
     import_modules(cfg.get("custom_imports") or [])
     if trained_on:
         _class_check(trained_on, list(cfg.data.class_names))
+    _check_before_reading(cfg, model="checkpoint" in own)
     split = own.get("split", "val")
     dataset = _eval_dataset(cfg, split)
     evaluator = build_evaluator(cfg.evaluator, dataset)
@@ -117,6 +116,15 @@ def _with_confusion_matrix(cfg: DictConfig) -> None:
         if not any(isinstance(e, DictConfig) and e.get("type") == "ConfusionMatrix"
                    for e in cfg.evaluator.values()):
             cfg.evaluator.confusion = OmegaConf.load(config_dir() / "evaluator" / "confusion.yaml")
+
+
+def _check_before_reading(cfg: DictConfig, model: bool) -> None:
+    """The config as the command line changed it, and the nodes built after the dataset, checked before
+    the dataset is read."""
+    from ..engine.preflight import check_components
+
+    check_config(cfg)
+    check_components(cfg, ("model", "evaluator", "pipeline.val") if model else ("evaluator", "pipeline.val"))
 
 
 def _class_check(saved: list[str], now: list[str]) -> None:
@@ -157,15 +165,15 @@ def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset: Any, evalua
     return run_evaluation(model, loader, evaluator, device)
 
 
-def _write_eval_outputs(own: dict[str, str], cfg: DictConfig, evaluator: Any, metrics: dict[str, float],
+def _write_eval_outputs(own: dict[str, Any], cfg: DictConfig, evaluator: Any, metrics: dict[str, float],
                         source: Path, dataset: Any, split: str, out: Path) -> None:
     from ..engine import format_metrics
     from ..evaluation import save_results
 
     print(f"{source} on {dataset!r} ({split}):\n{format_metrics(metrics)}\n\n"
           f"{evaluator.text(summaries=True)}")
-    plots = parse_bool("plots", own.get("plots", "true"))
-    save = "checkpoint" in own and parse_bool("save_results", own.get("save_results", "true"))
+    plots = own["plots"]
+    save = "checkpoint" in own and own["save_results"]
     evaluator.write_reports(out, {"source": str(source), "data": repr(dataset), "split": split}, plots=plots)
     if save:
         save_results(evaluator.predictions, out / "detections.json")
