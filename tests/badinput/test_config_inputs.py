@@ -1,0 +1,112 @@
+"""The bad-input catalogue, configs and tool arguments: each bad value, given to the real tool in a
+subprocess, stops it with exit status 2 and one line naming the key and the value (and what is allowed),
+without a traceback, and before any dataset is read."""
+from __future__ import annotations
+
+import pytest
+
+from .helpers import TINY_TRAIN, assert_fails, run
+
+# Each case starts a Python with torch (~3-5 s); the whole file takes ~3 minutes on 2 cores.
+pytestmark = pytest.mark.slow
+
+
+def case(*overrides: str, says: tuple[str, ...] = (), named: str | None = None) -> tuple:
+    """A bad command line; the message must name `named` (default: the last override, key=value) and
+    say `says`."""
+    return pytest.param(list(overrides), [named or overrides[-1], *says], id=named or overrides[-1])
+
+
+TRAIN = [
+    case("data.batch_size=0", says=("expected an integer >= 1",)),
+    case("data.batch_size=1", says=("BatchNorm layers", "data.batch_size>=2", "train.freeze_norm=[*]")),
+    case("optimizer.lr=-0.01", says=("expected a number > 0",)),
+    case("optimizer.lr=fast", says=("expected a number > 0",)),
+    case("optimizer.momentum=1.5", says=("expected a number in [0, 1)",)),
+    case("optimizer.weight_decay=-1", says=("expected a number >= 0",)),
+    case("model.head.num_classes=3", says=("expected 4, the number of data.class_names",)),
+    case("data.class_names=[circle,square,circle,star]",
+         named="data.class_names=[circle, square, circle, star]", says=("circle repeated",)),
+    case("data.num_workers=-1", says=("expected an integer >= 0",)),
+    case("train.accumulate=0", says=("expected an integer >= 1",)),
+    case("train.max_epochs=0", says=("expected an integer >= 1",)),
+    case("seed=-1", says=("expected an integer in [0, 4294967295]",)),
+    case("runtime.amp=fp61", says=("one of off, fp16, bf16", "Did you mean 'fp16'?")),
+    case("runtime.device=gpu", says=("auto, cpu, cuda or cuda:N",)),
+    case("runtime.dist_backend=mpi", says=("one of auto, nccl, gloo",)),
+    case("data.on_error=ignore", says=("one of error, skip",)),
+    case("data.check=deep", says=("one of quick, full, off",)),
+    case("data.cache=ssd", says=("one of ram, disk",)),
+    case("train.nonfinite=warn", says=("one of error, skip",)),
+    case("pipeline.size=0", says=("expected an integer >= 1, or [h, w] of two",)),
+    case("pipeline.size=8", says=("expected at least 16, the model's largest stride",)),
+    case("pipeline.multi_scale=[480,320]", named="pipeline.multi_scale=[480, 320]",
+         says=("[min, max] with min <= max",)),
+    case("pipeline.multi_scale=[100,120]", named="pipeline.multi_scale=[100, 120]",
+         says=("holding a multiple of 32",)),
+    case("pipeline.train.0.p=1.5", named="pipeline.train[0].p=1.5", says=("expected a number in [0, 1]",)),
+    case("model.head.score_threshold=1.5", says=("expected a number in [0, 1]",)),
+    case("model.head.nms_iou=0", says=("expected a number in (0, 1]",)),
+    case("model.backbone.arch=tiny", says=("one of large, small",)),
+    case("scheduler.warmup_iters=-5", says=("expected an integer >= 0",)),
+    # an older message (tests/engine/test_optim.py asserts it): the key, then the value
+    case("scheduler.warmup=cosine", named="scheduler.warmup",
+         says=("expected linear, exp or none, got 'cosine'",)),
+    case("hooks.logger.interval=0", says=("expected an integer >= 1",)),
+    case("+hooks.ema={type: EMAHook, decay: 1.0}", named="hooks.ema.decay=1.0",
+         says=("expected a number in [0, 1)",)),
+    case("evaluator.coco.backend=pycoco", says=("Did you mean 'pycocotools'?",)),
+    case("evaluator=[coco,confusion]", "evaluator.confusion.iou_threshold=0", says=("(0, 1]",)),
+    case("hooks.checkpoint.save_best=voc07/mAP", says=("no evaluator 'voc07'",)),
+]
+
+
+@pytest.mark.parametrize("overrides,culprits", TRAIN)
+def test_train_stops_on_a_bad_value(overrides, culprits, tiny_shapes, tmp_path):
+    args = [*TINY_TRAIN, f"data.root={tiny_shapes}", f"hydra.run.dir={tmp_path / 'run'}", *overrides]
+    out = assert_fails(run("train", args, tmp_path), *culprits)
+    assert "data.train: " not in out  # stopped before the dataset was read
+    assert len([line for line in out.splitlines() if "error:" in line]) == 1
+
+
+def test_eval_checks_its_config_and_the_evaluators_before_reading(tiny_shapes, tmp_path):
+    # No results file: the overrides are checked before anything is read.
+    args = [f"results={tmp_path / 'none.json'}", f"data.root={tiny_shapes}",
+            "evaluator.confusion.score_threshold=2"]
+    out = assert_fails(run("eval", args, tmp_path), "evaluator.confusion.score_threshold=2",
+                       "expected a number in [0, 1]")
+    assert "data.val: " not in out
+
+
+def tool_case(tool: str, *args: str, says: tuple[str, ...] = ()) -> tuple:
+    """A tool with one bad argument (the last one, which the message must name) among good ones."""
+    return pytest.param(tool, list(args), [args[-1], *says], id=f"{tool}-{args[-1]}")
+
+
+TOOL_ARGS = [
+    tool_case("eval", "checkpoint=x.pt", "split=test", says=("one of val, train",)),
+    tool_case("eval", "checkpoint=x.pt", "plots=maybe", says=("true or false",)),
+    tool_case("eval", "checkpoint=x.pt", "device=gpu0", says=("auto, cpu, cuda or cuda:N",)),
+    tool_case("eval", "chekpoint=x.pt", says=("Did you mean 'checkpoint'?",)),
+    tool_case("eval", "results=r.json", "out={file}", says=("expected a folder",)),
+    tool_case("check_dataset", "level=deep", says=("one of full, quick, off",)),
+    tool_case("check_dataset", "splits=tarin", says=("Did you mean 'train'?",)),
+    tool_case("check_dataset", "levle=full", says=("Did you mean 'level'?",)),
+    tool_case("browse_dataset", "n=0", says=("expected an integer >= 1",)),
+    tool_case("browse_dataset", "seed=-3", says=("expected an integer >= 0",)),
+    tool_case("browse_dataset", "split=vla", says=("Did you mean 'val'?",)),
+    tool_case("browse_dataset", "out={file}", says=("expected a folder",)),
+    tool_case("anchors", "k=0", says=("expected an integer >= 1",)),
+    tool_case("anchors", "iou=1.5", says=("expected a number in (0, 1]",)),
+    tool_case("anchors", "restarts=two", says=("k, restarts and seed take integers",)),
+    tool_case("anchors", "split=test", says=("one of train, val",)),
+]
+
+
+@pytest.mark.parametrize("tool,args,culprits", TOOL_ARGS)
+def test_tool_stops_on_a_bad_argument(tool, args, culprits, tiny_shapes, tmp_path):
+    file = tmp_path / "a_file.txt"
+    file.write_text("not a folder\n")
+    args = [a.format(file=file) for a in args] + [f"data.root={tiny_shapes}"]
+    out = assert_fails(run(tool, args, tmp_path), *(c.format(file=file) for c in culprits))
+    assert "data.train: " not in out and "data.val: " not in out
