@@ -1,7 +1,8 @@
 """Checks before a run reads its data or trains, beyond the config's own values (config/validate.py,
 run when the config is composed): the component nodes built only after the datasets are read (optimizer,
 schedule, evaluators, transforms), checked without building them, and the built model against the
-config (BatchNorm with a batch of one image, the input size against the model's stride).
+config (BatchNorm with a batch of one image, the input size against the model's stride, and one blank
+image of the smallest training size through the model, which catches any size its layers do not fit).
 
 They live here because they need the registries or the model, which the config package does not
 import. A check of the model against the config goes in `check_model`, one of the training loader in
@@ -13,14 +14,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from ..config.validate import value_of
+from ..data.collate import Collate
 from ..errors import ConfigError
 from ..models import check_detector
 from ..registry import EVALUATORS, TRANSFORMS
 from ..rules import show
+from ..structures import Sample
 from .optim import check_optimizer
 from .schedules import check_scheduler
 
@@ -75,6 +80,7 @@ def check_model(cfg: DictConfig, model: nn.Module, world_size: int = 1) -> None:
         if layers:
             raise ConfigError(batchnorm_message("data.batch_size=1", layers))
     _check_input_size(cfg, model)
+    _check_forward(cfg, model)
 
 
 def check_train_loader(cfg: DictConfig, loader: Any, model: nn.Module, world_size: int = 1) -> None:
@@ -114,3 +120,31 @@ def _check_input_size(cfg: DictConfig, model: nn.Module) -> None:
         raise ConfigError(f"pipeline.multi_scale={show(multi_scale)}: expected [min, max] holding a multiple "
                           f"of {MULTI_SCALE_STEP} >= {stride} (the sizes drawn per batch), e.g. "
                           f"[{first}, {max(hi, first)}]")
+
+
+def _check_forward(cfg: DictConfig, model: nn.Module) -> None:
+    """One blank image of the smallest training size through `predict`, in eval mode (no statistics
+    move, nothing random): a size the layers do not fit (SSD300's extra layers below ~270 px) fails
+    here, in one line, instead of at the first step after the datasets are read."""
+    size, multi_scale = value_of(cfg.pipeline, "size"), value_of(cfg.pipeline, "multi_scale")
+    sides = [("pipeline.size", size, side) for side in ([size] if isinstance(size, int) else size or [])]
+    if multi_scale:
+        first = math.ceil(multi_scale[0] / MULTI_SCALE_STEP) * MULTI_SCALE_STEP
+        sides.append(("pipeline.multi_scale", multi_scale, first))
+    parameter = next(model.parameters(), None)
+    if not sides or parameter is None or not hasattr(model, "predict"):
+        return
+    key, value, side = min(sides, key=lambda s: s[2])
+    image = Sample(np.zeros((side, side, 3), np.uint8), np.zeros((0, 4)), np.zeros(0), 0, (side, side))
+    batch = Collate(value_of(cfg.data, "size_divisor") or 1)([image]).to(parameter.device)
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model.predict(batch)
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{key}={show(value)}: the model does not fit {side}x{side} px inputs ({reason}); "
+                          "expected a larger size") from None
+    finally:
+        model.train(training)
