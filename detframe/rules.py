@@ -16,6 +16,9 @@ One mechanism serves all three. A rule says whether a value is allowed and, in w
 - An argument of a callable we cannot annotate (torch's optimizers): `REGISTRY.register(rules={...})`.
 - A tool's own `key=value` argument: the `Arg` table of its module (cli/common.py).
 
+A new kind of rule is a `Rule` subclass with `allows(value)` and `text` (and `hint(value)` for a
+suggestion); give a common combination an alias below rather than spelling it out at each argument.
+
 Checks between several values (class counts, the input size against the model's stride, BatchNorm and
 a batch of one image) are functions: config/validate.py (the config alone) and engine/preflight.py
 (the config and the built model). Every failure is one line: `key=value: expected <what is allowed>`.
