@@ -198,6 +198,12 @@ def test_input_size_against_the_model_stride():
     cfg.pipeline.size, cfg.pipeline.multi_scale = 320, [330, 350]
     with pytest.raises(ConfigError, match=r"^pipeline.multi_scale=\[330, 350\]: .* e.g. \[352, 352\]"):
         check_model(cfg, model)
+    cfg = compose(["model=ssd300_vgg16", "pipeline.size=256"])  # SSD300's extra layers need ~270 px
+    cfg.model.backbone.pretrained = None
+    model = build_detector(cfg.model).train()
+    with pytest.raises(ConfigError, match=r"^pipeline.size=256: the model does not fit 256x256 px inputs \("):
+        check_model(cfg, model)
+    assert model.training  # put back as it was
 
 
 def test_a_batchnorm_error_during_training_is_one_line(tmp_path, monkeypatch, caplog):
