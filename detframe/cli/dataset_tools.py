@@ -42,7 +42,7 @@ def _check(args: list[str]) -> int:
     own, rest = split_args(args, CHECK_KEYS)
     quiet = logging.getLogger("detframe")
     level = quiet.level
-    quiet.setLevel(logging.WARNING)  # the report says what the start-up log lines would
+    quiet.setLevel(logging.ERROR)  # the report says what the start-up log lines would
     try:
         return _check_splits(own, compose_config(rest))
     finally:
@@ -51,15 +51,21 @@ def _check(args: list[str]) -> int:
 
 def _check_splits(own: dict[str, str], cfg: DictConfig) -> int:
     from ..data import build_dataset
-    from ..data.check import check_dataset, format_report
+    from ..data.check import check_dataset, format_report, warning_count
 
     policy = cfg.data.get("on_error", "error")
-    errors = 0
+    errors = warnings = empty = 0
     for split in [s for s in own["splits"].split(",") if s]:
         dataset = build_dataset(cfg.data, split, None, check="off", on_error="collect")
         report = check_dataset(dataset, f"data.{split}", own["level"], settle=False)
         print(format_report(report), end="\n\n")
         errors += len(report.problems)
+        empty += report.no_boxes is not None
+        warnings += warning_count(report)
+    if empty:  # no policy trains on (or evaluates) a split without boxes
+        print(f"{errors + empty} problems: training stops at the first. Fix them" +
+              (", or set data.on_error=skip to drop the images concerned" if errors else ""))
+        return 1
     if errors and policy == "skip":
         print(f"{errors} problems; with data.on_error=skip training drops the images concerned "
               "(a warning names each)")
@@ -68,7 +74,7 @@ def _check_splits(own: dict[str, str], cfg: DictConfig) -> int:
         print(f"{errors} problems: training stops at the first. Fix them, or set data.on_error=skip "
               "to drop the images concerned")
         return 1
-    print("no problems found")
+    print("no problems found" + (f" ({warnings} warnings above)" if warnings else ""))
     return 0
 
 

@@ -3,18 +3,19 @@ input, the counters of annotation quirks fixed on reading, and the COCO view for
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
 from ...errors import ConfigError, DatasetError, choices_text
 from ...structures import Sample
+from ..imagefile import SKIP_HINT, read_header, read_image
 from ..samplers import seeded
 from ..transforms import Compose, rescale_long_side
 
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 
 ON_ERROR = ("error", "skip", "collect")  # collect: keep the problems for a report (tools/check_dataset.py)
 MAX_WARNINGS = 100  # under on_error=skip, skipped files are named one by one up to this many
+MAX_EXAMPLES = 3  # files named per kind of dropped or clipped box
+# Quirks that change or drop a box: each is logged as a warning naming its first files and objects.
+DEGENERATE, OUTSIDE, CLIPPED = ("degenerate boxes (no area) dropped", "boxes outside the image dropped",
+                                "boxes clipped to the image")
+DROPPED = (DEGENERATE, OUTSIDE)
+UNKNOWN_CLASS_FIX = f"add the class to data.class_names or correct the file, or {SKIP_HINT}"
 
 
 @dataclass
@@ -30,7 +37,7 @@ class ImageRecord:
 
     image_id: int
     path: Path
-    height: int
+    height: int  # as the annotation states it (or read from the image's header), stored pixel order
     width: int
     boxes: np.ndarray  # float32 [N, 4] xyxy absolute
     labels: np.ndarray  # int64 [N]
@@ -44,30 +51,59 @@ class Problem:
 
     file: str
     message: str
-    # unknown_class | unreadable_annotation | missing_annotation | missing_image | unreadable_image | ...
+    # unknown_class | unreadable_annotation | missing_annotation | missing_image | unreadable_image |
+    # bad_box | size_mismatch | duplicate_id
     kind: str
     image: Path | None = None  # the image whose record it spoils (dropped under on_error=skip)
     detail: str = ""  # e.g. the unknown class name
+    fix: str = ""  # how to go on, when not "fix the file, or set data.on_error=skip ..."
+
+    @property
+    def how_to_go_on(self) -> str:
+        return self.fix or f"fix the file, or {SKIP_HINT}"
 
 
 @dataclass
 class Quirks:
-    """Counts of annotation quirks fixed on reading, reported once per dataset."""
+    """Counts of annotation quirks fixed on reading, reported once per dataset, with the first few
+    places of each (`examples`, e.g. "a.xml (object 2)") for those that change or drop boxes."""
 
     counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
 
-    def add(self, what: str, n: int = 1) -> None:
+    def add(self, what: str, n: int = 1, examples: Iterable[str] = ()) -> None:
         if n:
             self.counts[what] += n
+        examples = list(examples)
+        if examples:
+            named = self.examples.setdefault(what, [])
+            named.extend(examples[:max(0, MAX_EXAMPLES - len(named))])
+
+    def update(self, other: Quirks) -> None:
+        self.counts.update(other.counts)
+        for what, names in other.examples.items():
+            self.add(what, 0, names)
 
     def text(self) -> str:
         return ", ".join(f"{n} {what}" for what, n in self.counts.items())
 
+    def warnings(self) -> list[str]:
+        """One line per kind of changed or dropped box: the count and the first places."""
+        return [f"{self.counts[what]} {what}: " + ", ".join(names)
+                + (", ..." if self.counts[what] > len(names) else "")
+                for what, names in self.examples.items() if names]
 
-def sanitize_boxes(boxes: np.ndarray, width: int, height: int,
-                   quirks: Quirks | None = None) -> tuple[np.ndarray, np.ndarray]:
+
+def sanitize_boxes(boxes: np.ndarray, width: int, height: int, quirks: Quirks | None = None,
+                   names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Drop degenerate boxes (no area as written), clip the others to the image, drop those left
     with no area (entirely outside), and count each case in `quirks`.
+
+    Args:
+        boxes: [N, 4] xyxy absolute, finite (the readers refuse non-finite coordinates first).
+        width, height: the image's size.
+        quirks: where to count (and name) the boxes dropped or clipped.
+        names: [N] where each box comes from, e.g. "a.xml (object 2)", for the warnings.
 
     Returns:
         (clipped boxes [N, 4], keep mask [N]).
@@ -79,10 +115,28 @@ def sanitize_boxes(boxes: np.ndarray, width: int, height: int,
     empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
     changed = (clipped != boxes).any(axis=1)
     if quirks is not None:
-        quirks.add("degenerate boxes (no area) dropped", int(degenerate.sum()))
-        quirks.add("boxes outside the image dropped", int((empty & ~degenerate).sum()))
-        quirks.add("boxes clipped to the image", int((changed & ~empty).sum()))
+        kinds = ((DEGENERATE, degenerate), (OUTSIDE, empty & ~degenerate), (CLIPPED, changed & ~empty))
+        for what, mask in kinds:
+            where = np.flatnonzero(mask)
+            quirks.add(what, len(where), [names[i] for i in where[:MAX_EXAMPLES]] if names else ())
     return clipped, ~(degenerate | empty)
+
+
+def finite_number(text: Any) -> float | None:
+    """`text` (a string or a JSON value) as a finite float, or None: NaN, inf, '', None, words, bools."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        return None
+    try:
+        value = float(text)
+    except (ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def positive_int(value: Any) -> int:
+    """A stated image width or height as a positive int, or 0 when missing or not a finite number."""
+    number = finite_number(value)
+    return int(number) if number is not None and number >= 1 else 0
 
 
 class DetectionDataset(Dataset):
@@ -111,21 +165,22 @@ class DetectionDataset(Dataset):
         self.quirks = Quirks()
         self.problems: list[Problem] = []
         self.source = ""  # what was read (list file, annotation file), for messages
+        self.listed = 0  # images the source lists (the readers set it)
+        self.skipped: set = set()  # images dropped for bad input under on_error=skip
         self.cache = None  # an ImageCache, see data/cache.py
 
     # -- bad input ------------------------------------------------------------------------------
 
     def problem(self, file: Any, message: str, kind: str, image: Path | None = None,
-                detail: str = "") -> None:
-        self.problems.append(Problem(str(file), message, kind, image, detail))
+                detail: str = "", fix: str = "") -> None:
+        self.problems.append(Problem(str(file), message, kind, image, detail, fix))
 
     def settle(self, problems: Sequence[Problem] | None = None) -> None:
         """Apply the on_error policy to `problems` (default: those found while reading) and report
         the quirks fixed on reading, once."""
         if problems is None:
             problems = self.problems
-            if self.quirks.counts:
-                log.info("%s: fixed on reading: %s", self.source or type(self).__name__, self.quirks.text())
+            self._report_quirks()
         else:
             self.problems.extend(problems)
         if not problems or self.on_error == "collect":
@@ -133,19 +188,55 @@ class DetectionDataset(Dataset):
         if self.on_error == "error":
             files = {p.file for p in problems}
             more = (f" (and {len(problems) - 1} more problems in {len(files)} files: python "
-                    "tools/check_dataset.py lists them; data.on_error=skip drops the images concerned)"
-                    if len(problems) > 1 else "")
-            raise DatasetError(problems[0].message + more)
-        bad = {p.image for p in problems if p.image is not None}
+                    "tools/check_dataset.py lists them)" if len(problems) > 1 else "")
+            raise DatasetError(f"{problems[0].message}; {problems[0].how_to_go_on}{more}")
         for p in problems[:MAX_WARNINGS]:
             log.warning("skipped %s: %s", p.image or p.file, p.message)
         if len(problems) > MAX_WARNINGS:
             log.warning("... and %d more problems (python tools/check_dataset.py lists them all)",
                         len(problems) - MAX_WARNINGS)
-        before = len(self.records)
+        bad = {p.image for p in problems if p.image is not None}
+        # Images whose record was never made (unparseable annotation) count as much as those dropped here.
+        self.skipped.update(p.image if p.image is not None else p.message for p in problems)
         self.records = [r for r in self.records if r.path not in bad]
-        log.warning("%s: skipped %d of %d images for bad input (data.on_error=skip)",
-                    self.source or type(self).__name__, before - len(self.records), before)
+        log.warning("%s: skipped %d of %d images for bad input, kept %d (data.on_error=skip)",
+                    self.source or type(self).__name__, len(self.skipped),
+                    max(self.listed, len(self.records) + len(self.skipped)), len(self.records))
+
+    def _report_quirks(self) -> None:
+        name = self.source or type(self).__name__
+        if self.quirks.counts:
+            log.info("%s: fixed on reading: %s", name, self.quirks.text())
+        for line in self.quirks.warnings():
+            log.warning("%s: %s", name, line)
+
+    def no_boxes_reason(self) -> str | None:
+        """Why no box is left to learn from or to evaluate (every box ignored, dropped, or never
+        there), or None when there is one."""
+        if any((~r.ignore).any() for r in self.records):
+            return None
+        ignored = sum(int(r.ignore.sum()) for r in self.records)
+        dropped = {what: self.quirks.counts[what] for what in DROPPED if self.quirks.counts[what]}
+        facts = []
+        if self.skipped:
+            facts.append(f"{len(self.skipped)} of its {max(self.listed, len(self.skipped))} images were "
+                         "skipped for bad input (data.on_error=skip)")
+        if not self.listed and not self.records:
+            facts.append("it lists no images")
+        elif self.records and not ignored and not dropped:
+            facts.append(f"none of its {len(self.records)} {'other ' if self.skipped else ''}images has "
+                         "an object")
+        if ignored:
+            facts.append(f"its {ignored} boxes are all ignored regions ({self.ignored_what()}), "
+                         "which neither train nor count in evaluation")
+        if dropped:
+            facts.append("every box was dropped on reading: "
+                         + ", ".join(f"{n} {what}" for what, n in dropped.items()))
+        return "; ".join(facts)
+
+    def ignored_what(self) -> str:
+        """What the ignored boxes are in this layout, and how to count them (for messages)."""
+        return "difficult / crowd"
 
     # -- samples --------------------------------------------------------------------------------
 
@@ -167,6 +258,7 @@ class DetectionDataset(Dataset):
             rec = self.record((index + attempt) % len(self))
             try:
                 image = self.read_image(rec)
+                _check_decoded_size(image, rec)
                 break
             except DatasetError as e:
                 if self.on_error != "skip":
@@ -229,28 +321,20 @@ class DetectionDataset(Dataset):
         return f"{type(self).__name__}({len(self)} images, {boxes} boxes, {len(self.class_names)} classes)"
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file as uint8 RGB [H, W, 3]; a missing or unreadable file names itself."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        if not Path(path).is_file():
-            raise DatasetError(f"image file not found: {path}")
-        raise DatasetError(f"cannot decode image file {path} (corrupt, truncated or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file from its header, as decoded (EXIF rotation applied, as
-    OpenCV does). Raises OSError if the file is missing or not an image."""
-    from PIL import Image
+    """(height, width) of an image file from its header, in stored pixel order (the EXIF orientation
+    is not applied, see data/imagefile.py). Raises OSError if the file is missing or not an image."""
+    return read_header(path).size
 
-    with Image.open(path) as im:
-        w, h = im.size
-        try:
-            orientation = im.getexif().get(0x0112, 1)
-        except Exception:  # a broken EXIF block is not our concern here
-            orientation = 1
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+def _check_decoded_size(image: np.ndarray, rec: ImageRecord) -> None:
+    """The decoded image must have the size its boxes were read (and clipped) for: the start-up check
+    compares headers, this catches files changed since and runs where the check was turned off."""
+    if image.shape[:2] != (rec.height, rec.width):
+        raise DatasetError(
+            f"{rec.path} decodes to {image.shape[0]}x{image.shape[1]} (h x w), but "
+            f"{rec.annotation or 'its annotation'} says {rec.height}x{rec.width}, so its boxes would not "
+            f"match the pixels; fix the size in the annotation (or the image), or {SKIP_HINT}")
 
 
 def class_problem(dataset: DetectionDataset, file: Any, name: str, image: Path | None,
@@ -258,7 +342,8 @@ def class_problem(dataset: DetectionDataset, file: Any, name: str, image: Path |
     """Record an object whose class is not in the config's class_names."""
     dataset.problem(
         file, f"{file}: object class '{name}' is not in the config's class_names.{did_you_mean_text} "
-              f"class_names: {choices_text(dataset.class_names)}", "unknown_class", image, name)
+              f"class_names: {choices_text(dataset.class_names)}", "unknown_class", image, name,
+        fix=UNKNOWN_CLASS_FIX)
 
 
 def unique_ids(records: Iterable[ImageRecord]) -> bool:
