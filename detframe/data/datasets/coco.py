@@ -148,8 +148,9 @@ class CocoDetection(DetectionDataset):
                 self.problem(path, f"{self.ann_path}: {path.name} has no width/height and the file is "
                              f"unreadable: {e}", kind, path)
                 return None
-        boxes, keep = sanitize_boxes(np.array(boxes, np.float32).reshape(-1, 4), width, height, self.quirks,
-                                     names)
+        xywh = np.array(boxes, np.float32).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)  # x2 = x + w in float32
+        boxes, keep = sanitize_boxes(boxes, width, height, self.quirks, names)
         return ImageRecord(
             image_id=int(image_id), path=path, height=height, width=width, boxes=boxes[keep],
             labels=np.array(labels, np.int64)[keep], ignore=np.array(ignore, bool)[keep],
@@ -171,8 +172,8 @@ class CocoDetection(DetectionDataset):
         return cat_to_label[ann["category_id"]]
 
     def _box(self, ann: dict, where: str, path: Path) -> list[float] | None:
-        """[x1, y1, x2, y2] of an annotation's [x, y, w, h] bbox, or None after recording a problem:
-        a missing, short or non-finite (NaN, Infinity) bbox must not reach training or evaluation."""
+        """An annotation's [x, y, w, h] bbox, or None after recording a problem: a missing, short or
+        non-finite (NaN, Infinity) bbox must not reach training or evaluation."""
         bbox = ann.get("bbox")
         values = ([finite_number(v) if isinstance(v, (int, float)) else None for v in bbox]
                   if isinstance(bbox, list) and len(bbox) == 4 else [None])
@@ -180,8 +181,7 @@ class CocoDetection(DetectionDataset):
             self.problem(self.ann_path, f"{self.ann_path}: {where}: bbox {json.dumps(bbox)} is not "
                          "[x, y, w, h] of finite numbers", "bad_box", path)
             return None
-        x, y, w, h = values
-        return [x, y, x + w, y + h]
+        return values
 
     def no_boxes_reason(self) -> str | None:
         """What the file itself lacks (annotations, boxes other than crowd regions), or the generic
