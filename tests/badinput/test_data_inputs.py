@@ -16,7 +16,7 @@ from PIL import Image
 from ..data.test_datasets import write_yolo
 from .helpers import TINY_TRAIN, assert_fails, run
 
-pytestmark = pytest.mark.slow  # 31 subprocesses of 5-10 s each: about 3 minutes on 2 cores
+pytestmark = pytest.mark.slow  # 33 subprocesses of 5-10 s each: about 3 minutes on 2 cores
 
 SKIP = "data.on_error=skip"
 LAYOUT_ARGS = {
@@ -116,6 +116,10 @@ CASES = [
      "browse_dataset", ["split=val"], 2, ["000008.xml", "object 1 ('triangle')", "<ymin> ''"]),
     ("voc-not-xml", "voc", lambda r: xml(r, "000002").write_text("just text, no XML"),
      "train", [], 2, ["cannot parse annotation file", "000002.xml", SKIP]),
+    ("voc-annotation-is-a-folder", "voc", lambda r: (xml(r, "000005").unlink(), xml(r, "000005").mkdir()),
+     "train", [], 2, ["cannot parse annotation file", "000005.xml", SKIP]),
+    ("voc-split-list-not-text", "voc", lambda r: (r / "ImageSets/Main/val.txt").write_bytes(b"\xff\xfe\x81"),
+     "check_dataset", [], 2, ["cannot read the split list", "val.txt"]),
     ("voc-unknown-class", "voc", lambda r: set_tag(xml(r, "000003"), "name", "circel"),
      "train", [], 2, ["000003.xml", "'circel'", "Did you mean 'circle'", "data.class_names"]),
     ("voc-missing-image", "voc", lambda r: jpeg(r, "000004").unlink(),

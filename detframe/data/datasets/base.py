@@ -52,7 +52,7 @@ class Problem:
     file: str
     message: str
     # unknown_class | unreadable_annotation | missing_annotation | missing_image | unreadable_image |
-    # bad_box | size_mismatch | duplicate_id
+    # bad_box | bad_label | size_mismatch | duplicate_id
     kind: str
     image: Path | None = None  # the image whose record it spoils (dropped under on_error=skip)
     detail: str = ""  # e.g. the unknown class name
@@ -319,6 +319,15 @@ class DetectionDataset(Dataset):
     def __repr__(self) -> str:
         boxes = sum(len(r.labels) for r in self.records)
         return f"{type(self).__name__}({len(self)} images, {boxes} boxes, {len(self.class_names)} classes)"
+
+
+def read_list(path: Path, what: str) -> list[str]:
+    """The non-blank lines of a list file (split list, image list), or a DatasetError naming it."""
+    try:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cannot read the {what} {path}: {e}; it must be a text file with one entry "
+                           "a line") from None
 
 
 def image_size(path: Path) -> tuple[int, int]:

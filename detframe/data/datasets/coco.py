@@ -218,6 +218,8 @@ def load_coco(path: Path) -> COCO:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"cannot read COCO annotation file {path}: not valid JSON ({e}); "
                            f"{REFORMAT}") from None
+    except OSError as e:
+        raise DatasetError(f"cannot read COCO annotation file {path}: {e}") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path} is not a COCO instances file: it holds a JSON {type(data).__name__}, "
                            f"not an object; {REFORMAT}")

@@ -32,6 +32,7 @@ from .base import (
     finite_number,
     image_size,
     positive_int,
+    read_list,
     sanitize_boxes,
 )
 
@@ -89,7 +90,7 @@ class VOCDetection(DetectionDataset):
                 "those splits, or write the list"
             )
         self.source = str(list_file)
-        ids = [line.strip().split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        ids = [line.split()[0] for line in read_list(list_file, "split list")]
         self.listed = len(ids)
         self.class_to_label = {name: i for i, name in enumerate(self.class_names)}
         for index, name in enumerate(ids):
@@ -108,7 +109,7 @@ class VOCDetection(DetectionDataset):
             self.problem(xml_path, f"annotation file not found: {xml_path} (listed in {self.source})",
                          "missing_annotation", img_path)
             return None
-        except ET.ParseError as e:
+        except (ET.ParseError, OSError) as e:  # OSError: a folder, no permission
             self.problem(xml_path, f"cannot parse annotation file {xml_path}: {e}", "unreadable_annotation",
                          img_path)
             return None

@@ -27,7 +27,7 @@ from ...errors import DatasetError
 from ...registry import DATASETS
 from ...structures import Sample
 from ..imagefile import SKIP_HINT
-from .base import UNKNOWN_CLASS_FIX, DetectionDataset, ImageRecord, image_size, sanitize_boxes
+from .base import UNKNOWN_CLASS_FIX, DetectionDataset, ImageRecord, image_size, read_list, sanitize_boxes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TOLERANCE = 1e-3  # normalised values a labelling tool rounded just past 0 or 1 are clipped, not errors
@@ -87,7 +87,7 @@ class YOLODetection(DetectionDataset):
 
     def _list_images(self, source: Path) -> list[Path]:
         if source.is_file() and source.suffix == ".txt":
-            lines = [line.strip() for line in source.read_text().splitlines() if line.strip()]
+            lines = read_list(source, "image list")
             return [p if p.is_absolute() else self.root / p for p in map(Path, lines)]
         if source.is_dir():
             return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
