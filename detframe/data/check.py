@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .datasets.base import MAX_EXAMPLES, DetectionDataset, ImageRecord, Problem
-from .imagefile import HEAD_BYTES, SKIP_HINT, ImageHeader, image_kind, read_header
+from .imagefile import FIRST_BYTES, SKIP_HINT, ImageHeader, image_kind, read_header
 
 LEVELS = ("quick", "full", "off")
 TAIL_BYTES = 4096
@@ -78,7 +78,7 @@ def inspect_image(path: Path, level: str) -> tuple[str | None, ImageHeader | Non
     """(what is wrong with the file or None, its header when readable)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(HEAD_BYTES)
+            head = f.read(FIRST_BYTES)
             if not head:
                 return "empty file", None
             if image_kind(head) is None:

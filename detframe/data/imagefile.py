@@ -21,7 +21,8 @@ SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG": "png", b"BM": "bmp", b"GIF8":
               b"MM\x00*": "tiff", b"RIFF": "webp"}
 # Stored order, tag ignored (see the module docstring); IMREAD_COLOR alone would apply it.
 DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-HEAD_BYTES = 65536  # an EXIF block (APP1) is at most 64 KiB; the size (SOF) follows it
+FIRST_BYTES = 4096  # where a JPEG's size (SOF) usually is
+HEAD_BYTES = 65536 + 1024  # an EXIF block (APP1, with its thumbnail) is at most 64 KiB; the size follows
 EXIF_ORIENTATION = 0x0112
 # JPEG start-of-frame markers (they hold the size): C0-CF but DHT (C4), JPG (C8) and DAC (CC).
 SOF_MARKERS = {m for m in range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
@@ -61,23 +62,29 @@ def read_header(path: Path, head: bytes | None = None) -> ImageHeader:
 
     Args:
         path: the file.
-        head: its first bytes when the caller has read them already (up to HEAD_BYTES).
+        head: its first bytes when the caller has read them already (FIRST_BYTES of them, or all).
 
     Raises:
         OSError: the file is missing, unreadable or not an image.
     """
     if head is None:
-        with open(path, "rb") as f:
-            head = f.read(HEAD_BYTES)
+        head = _first_bytes(path, FIRST_BYTES)
     kind = image_kind(head)
     if kind == "jpeg":
         found = _jpeg_header(head)
+        if found is None and len(head) >= FIRST_BYTES:  # a camera's EXIF block reaches further
+            found = _jpeg_header(_first_bytes(path, HEAD_BYTES))
         if found is not None:
             return ImageHeader(kind, *found)
     elif kind == "png" and len(head) >= 24 and head[12:16] == b"IHDR":
         width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
         return ImageHeader(kind, (height, width))
     return _pil_header(path, kind)
+
+
+def _first_bytes(path: Path, n: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
 
 
 def _pil_header(path: Path, kind: str | None) -> ImageHeader:

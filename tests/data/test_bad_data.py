@@ -13,7 +13,7 @@ from PIL import Image
 from detframe.data import CocoDetection, VOCDetection, YOLODetection, build_dataset
 from detframe.data.cache import ImageCache
 from detframe.data.check import check_dataset, format_report
-from detframe.data.imagefile import _pil_header, read_header
+from detframe.data.imagefile import _jpeg_header, _pil_header, read_header
 from detframe.data.synthetic import SHAPES_CLASSES
 from detframe.errors import DatasetError
 
@@ -24,8 +24,9 @@ from .test_datasets import write_voc, write_yolo
 RECTS = [(20, 10, 90, 50), (120, 60, 180, 110)]  # x1 y1 x2 y2 in stored pixels of a 120 x 200 image
 
 
-def exif_jpeg(path, orientation, pixels=None, big_endian=False):
-    """A 120 x 200 (h x w) JPEG with RECTS filled in COLOURS[0], COLOURS[1] and an EXIF orientation tag."""
+def exif_jpeg(path, orientation, pixels=None, big_endian=False, description=""):
+    """A 120 x 200 (h x w) JPEG with RECTS filled in COLOURS[0], COLOURS[1] and an EXIF orientation tag
+    (and an ImageDescription tag, which makes the EXIF block as long as wished)."""
     if pixels is None:
         pixels = np.zeros((120, 200, 3), np.uint8)
         for k, (x1, y1, x2, y2) in enumerate(RECTS):
@@ -37,6 +38,8 @@ def exif_jpeg(path, orientation, pixels=None, big_endian=False):
     else:
         exif = image.getexif()
         exif[0x0112] = orientation
+        if description:
+            exif[0x010E] = description
     image.save(path, exif=exif, quality=98)
 
 
@@ -54,12 +57,15 @@ def test_header_reader_agrees_with_pil(tmp_path, tiny_shapes):
         exif_jpeg(tmp_path / f"o{k}.jpg", k)
         files.append(tmp_path / f"o{k}.jpg")
     exif_jpeg(tmp_path / "mm.jpg", 8, big_endian=True)
+    exif_jpeg(tmp_path / "long.jpg", 3, description="x" * 40000)  # the frame header beyond the first 4 KiB
+    files.append(tmp_path / "long.jpg")
     Image.new("RGB", (30, 20)).save(tmp_path / "a.png")
     Image.new("RGB", (30, 20)).save(tmp_path / "a.bmp")
     for path in [*files, tmp_path / "mm.jpg", tmp_path / "a.png", tmp_path / "a.bmp"]:
         ours, pil = read_header(path), _pil_header(path, None)
         assert (ours.size, ours.orientation) == (pil.size, pil.orientation), path
     assert read_header(tmp_path / "mm.jpg").orientation == 8
+    assert _jpeg_header((tmp_path / "long.jpg").read_bytes()) == ((120, 200), 3)  # parsed, not PIL's
     assert read_header(tmp_path / "o6.jpg").size == (120, 200)
     (tmp_path / "text.jpg").write_text("hello")
     with pytest.raises(OSError):
