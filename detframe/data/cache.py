@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .datasets.base import ImageRecord
+from .datasets.records import ImageRecord
 from .imagefile import read_image
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from .datasets.base import MAX_EXAMPLES, DetectionDataset, ImageRecord, Problem
+from .datasets.base import DetectionDataset
+from .datasets.records import MAX_EXAMPLES, ImageRecord, Problem
 from .imagefile import FIRST_BYTES, SKIP_HINT, ImageHeader, image_kind, read_header
 
 LEVELS = ("quick", "full", "off")

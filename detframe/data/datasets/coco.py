@@ -23,15 +23,8 @@ from ...errors import DatasetError, choices_text
 from ...registry import DATASETS
 from ...structures import Sample
 from ..imagefile import SKIP_HINT
-from .base import (
-    UNKNOWN_CLASS_FIX,
-    DetectionDataset,
-    ImageRecord,
-    finite_number,
-    image_size,
-    positive_int,
-    sanitize_boxes,
-)
+from .base import DetectionDataset
+from .records import UNKNOWN_CLASS_FIX, ImageRecord, finite_number, image_size, positive_int, sanitize_boxes
 
 REFORMAT = "fix or re-export the file (a COCO instances JSON: images, annotations, categories)"
 # The integer ids each entry of a list needs for pycocotools to index it (categories also a name).

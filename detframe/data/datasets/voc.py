@@ -25,16 +25,8 @@ import numpy as np
 from ...errors import ConfigError, DatasetError, choices_text, did_you_mean
 from ...registry import DATASETS
 from ...structures import Sample
-from .base import (
-    DetectionDataset,
-    ImageRecord,
-    class_problem,
-    finite_number,
-    image_size,
-    positive_int,
-    read_list,
-    sanitize_boxes,
-)
+from .base import DetectionDataset, class_problem
+from .records import ImageRecord, finite_number, image_size, positive_int, read_list, sanitize_boxes
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",

@@ -14,7 +14,8 @@ from dataclasses import replace
 from ...errors import ConfigError
 from ...registry import DATASETS
 from ...structures import Sample
-from .base import DetectionDataset, ImageRecord, Problem, unique_ids
+from .base import DetectionDataset
+from .records import ImageRecord, Problem, unique_ids
 
 
 @DATASETS.register()

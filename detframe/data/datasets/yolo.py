@@ -27,7 +27,8 @@ from ...errors import DatasetError
 from ...registry import DATASETS
 from ...structures import Sample
 from ..imagefile import SKIP_HINT
-from .base import UNKNOWN_CLASS_FIX, DetectionDataset, ImageRecord, image_size, read_list, sanitize_boxes
+from .base import DetectionDataset
+from .records import UNKNOWN_CLASS_FIX, ImageRecord, image_size, read_list, sanitize_boxes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TOLERANCE = 1e-3  # normalised values a labelling tool rounded just past 0 or 1 are clipped, not errors
