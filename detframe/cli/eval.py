@@ -65,7 +65,6 @@ def parse_eval_args(args: Sequence[str]) -> tuple[dict[str, str], list[str]]:
 def run_eval(args: Sequence[str]) -> dict[str, float]:
     """Evaluate as the command line says; returns the metrics (on every rank)."""
     from ..dist import cleanup, is_main_process
-    from ..engine import load_checkpoint
     from ..evaluation import build_evaluator, load_results
     from ..registry import import_modules
 
@@ -75,7 +74,7 @@ def run_eval(args: Sequence[str]) -> dict[str, float]:
     trained_on: list[str] = []
     if "checkpoint" in own:
         checkpoint = Path(own["checkpoint"]).expanduser()
-        state = load_checkpoint(checkpoint, "checkpoint")
+        state = _read_checkpoint(checkpoint)
         cfg = load_run_config(checkpoint, state)
         trained_on = list(OmegaConf.select(cfg, "data.class_names") or [])
         cfg = replace_groups(cfg, groups)
@@ -105,6 +104,19 @@ def run_eval(args: Sequence[str]) -> dict[str, float]:
                             Path(own.get("out") or default_out))
     cleanup()
     return metrics
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """`load_checkpoint`, pointing at results= when the file is a JSON text (a detections file, likely)."""
+    from ..engine import load_checkpoint
+    from ..weights import WeightsError
+
+    try:
+        return load_checkpoint(path, "checkpoint")
+    except WeightsError as e:
+        if "JSON" not in str(e):
+            raise
+        raise WeightsError(f"{e}; a COCO results file is evaluated with results=PATH") from None
 
 
 def _with_confusion_matrix(cfg: DictConfig) -> None:

@@ -157,9 +157,10 @@ def parse_results(entries: list[Any], gt: GroundTruth, source: str = "results") 
         image_id[i], category_id[i], bbox[i], score[i] = img, cat, box, s
     if repeats:
         i, first = repeats[0]
-        log.warning("%s: %d entries repeat an earlier one exactly (first: entry %d %s repeats entry %d); "
-                    "each copy counts as a false positive. Written twice, or gathered twice from several "
-                    "processes?", source, len(repeats), i, _short(entries[i]), first)
+        log.warning("%s: %d %s an earlier one exactly (first: entry %d %s repeats entry %d); each copy "
+                    "counts as a false positive. Written twice, or gathered twice from several processes?",
+                    source, len(repeats), "entry repeats" if len(repeats) == 1 else "entries repeat", i,
+                    _short(entries[i]), first)
     _warn_on_scores(score, entries, source)
     return Predictions(image_id, category_id, bbox, score)
 
