@@ -10,6 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -52,24 +53,30 @@ def _check(args: list[str]) -> int:
         check_split("splits", split, cfg)
     quiet = logging.getLogger("detframe")
     level = quiet.level
-    quiet.setLevel(logging.WARNING)  # the report says what the start-up log lines would
+    quiet.setLevel(logging.ERROR)  # the report says what the start-up log lines would
     try:
         return _check_splits(own, cfg)
     finally:
         quiet.setLevel(level)
 
 
-def _check_splits(own: dict[str, str], cfg: DictConfig) -> int:
+def _check_splits(own: dict[str, Any], cfg: DictConfig) -> int:
     from ..data import build_dataset
-    from ..data.check import check_dataset, format_report
+    from ..data.check import check_dataset, format_report, warning_count
 
     policy = cfg.data.get("on_error", "error")
-    errors = 0
+    errors = warnings = empty = 0
     for split in own["splits"]:
         dataset = build_dataset(cfg.data, split, None, check="off", on_error="collect")
         report = check_dataset(dataset, f"data.{split}", own["level"], settle=False)
         print(format_report(report), end="\n\n")
         errors += len(report.problems)
+        empty += report.no_boxes is not None
+        warnings += warning_count(report)
+    if empty:  # no policy trains on (or evaluates) a split without boxes
+        print(f"{errors + empty} problems: training stops at the first. Fix them" +
+              (", or set data.on_error=skip to drop the images concerned" if errors else ""))
+        return 1
     if errors and policy == "skip":
         print(f"{errors} problems; with data.on_error=skip training drops the images concerned "
               "(a warning names each)")
@@ -78,7 +85,7 @@ def _check_splits(own: dict[str, str], cfg: DictConfig) -> int:
         print(f"{errors} problems: training stops at the first. Fix them, or set data.on_error=skip "
               "to drop the images concerned")
         return 1
-    print("no problems found")
+    print("no problems found" + (f" ({warnings} warnings above)" if warnings else ""))
     return 0
 
 

@@ -63,7 +63,6 @@ def parse_eval_args(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
 def run_eval(args: Sequence[str]) -> dict[str, float]:
     """Evaluate as the command line says; returns the metrics (on every rank)."""
     from ..dist import cleanup, is_main_process
-    from ..engine import load_checkpoint
     from ..evaluation import build_evaluator, load_results
     from ..registry import import_modules
 
@@ -73,7 +72,7 @@ def run_eval(args: Sequence[str]) -> dict[str, float]:
     trained_on: list[str] = []
     if "checkpoint" in own:
         checkpoint = Path(own["checkpoint"]).expanduser()
-        state = load_checkpoint(checkpoint)
+        state = _read_checkpoint(checkpoint)
         cfg = load_run_config(checkpoint, state)
         trained_on = list(OmegaConf.select(cfg, "data.class_names") or [])
         cfg = replace_groups(cfg, groups)
@@ -89,7 +88,9 @@ def run_eval(args: Sequence[str]) -> dict[str, float]:
     dataset = _eval_dataset(cfg, split)
     evaluator = build_evaluator(cfg.evaluator, dataset)
     if "checkpoint" in own:
-        metrics = _evaluate_model(cfg, state, dataset, evaluator, own.get("device", cfg.runtime.device))
+        hint = _mismatch_hint(state, cfg, rest)
+        metrics = _evaluate_model(cfg, state, dataset, evaluator, own.get("device", cfg.runtime.device),
+                                  f"checkpoint={checkpoint}", hint)
         source = checkpoint
         run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
         default_out = run_dir / f"eval_{checkpoint.stem}"
@@ -102,6 +103,19 @@ def run_eval(args: Sequence[str]) -> dict[str, float]:
                             Path(own.get("out") or default_out))
     cleanup()
     return metrics
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """`load_checkpoint`, pointing at results= when the file is a JSON text (a detections file, likely)."""
+    from ..engine import load_checkpoint
+    from ..weights import WeightsError
+
+    try:
+        return load_checkpoint(path, "checkpoint")
+    except WeightsError as e:
+        if "JSON" not in str(e):
+            raise
+        raise WeightsError(f"{e}; a COCO results file is evaluated with results=PATH") from None
 
 
 def _with_confusion_matrix(cfg: DictConfig) -> None:
@@ -143,16 +157,32 @@ def _eval_dataset(cfg: DictConfig, split: str) -> Any:
     return build_dataset(cfg.data, split, cfg.pipeline.val)
 
 
+def _mismatch_hint(state: dict[str, Any], cfg: DictConfig, overrides: Sequence[str]) -> str:
+    """What to say when the checkpoint's weights do not fit the model built for evaluation."""
+    from ..engine.checkpoint import saved_model
+    from ..weights import describe_model
+
+    changed = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "model"]
+    built = describe_model(OmegaConf.to_container(cfg.model, resolve=True))
+    if changed:
+        return (f"The command line changed the model ({' '.join(changed)}): the checkpoint is of "
+                f"{saved_model(state) or 'another model'}, the model built is {built}; evaluate it without "
+                "those overrides")
+    return (f"The model built from the config saved with the checkpoint is {built}; its weights come from "
+            "another model (assembled or edited by hand, or another run's config.yaml beside it?)")
+
+
 def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset: Any, evaluator: Any,
-                    device_name: str) -> dict[str, float]:
+                    device_name: str, source: str, hint: str) -> dict[str, float]:
     """Predict `dataset` with the checkpoint's model (every rank its shard under torchrun) into
-    `evaluator`."""
+    `evaluator`; `source` and `hint` are for the message when the weights do not fit the model."""
     from ..data import build_dataloader
     from ..dist import init_from_env
     from ..engine import inference_weights, select_device
     from ..engine.setup import prepare_model
     from ..evaluation import run_evaluation
     from ..models import build_detector
+    from ..weights import load_weights_into
 
     distributed = init_from_env(cfg.runtime.dist_backend, cfg.runtime.dist_timeout_minutes)
     device = select_device(device_name)
@@ -160,7 +190,7 @@ def _evaluate_model(cfg: DictConfig, state: dict[str, Any], dataset: Any, evalua
     loader = build_dataloader(dataset, data.val_batch_size, data.num_workers, train=False,
                               size_divisor=data.size_divisor, distributed=distributed)
     model = build_detector(cfg.model)
-    model.load_state_dict(inference_weights(state))  # the EMA weights when the run kept them
+    load_weights_into(model, inference_weights(state, source), source, hint=hint)  # the EMA's when kept
     model = prepare_model(model, device, cfg.runtime.channels_last, sync_bn=False)
     return run_evaluation(model, loader, evaluator, device)
 

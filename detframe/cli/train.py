@@ -29,6 +29,12 @@ log = logging.getLogger("detframe")
 # Hydra flags that take the next argument as their value.
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                     "--config-dir", "-cd", "--shell-completion", "-sc", "--experimental-rerun"}
+# Written by rank 0 into the run folder under `torchrun --max-restarts N`: the torchrun job's run id, by
+# which a restarted attempt finds the folder to continue.
+ELASTIC_MARK = ".torchelastic_run_id"
+# Set by torchrun when its workers use the agent's TCPStore (torch's TORCH_DISABLE_SHARE_RDZV_TCP_STORE opts
+# out): it outlives the attempts, and so do the keys of the previous attempt's process group.
+SHARED_STORE = "TORCHELASTIC_USE_AGENT_STORE"
 # Flags for which Hydra's own entry point runs (after our check of the overrides where there are any).
 HYDRA_MODES = {"-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion",
                "-sc", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
@@ -125,25 +131,27 @@ def _multirun_dist_overrides(cfg: DictConfig, distributed: bool) -> list[str]:
 def launch(cfg: DictConfig, args: Sequence[str]) -> Any:
     """Start one run of the composed config `cfg` (with its `hydra` node) and train it.
 
-    Joins torchrun's process group first; rank 0 decides the run folder (its timestamp, or for
-    `resume=auto` the newest run of the experiment) and broadcasts it, so every rank agrees even when
-    their clocks cross a second. Ranks > 0 write no log file and no `.hydra/` record.
+    Joins torchrun's process group first; rank 0 decides the run folder (its timestamp, for `resume=auto`
+    the newest run of the experiment, on a torchrun restart the previous attempt's) and broadcasts it, so
+    every rank agrees even when their clocks cross a second. Ranks > 0 write no log file and no `.hydra/`
+    record.
     """
     from hydra._internal.callbacks import Callbacks
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import run_job
     from hydra.types import HydraContext
 
-    from ..dist import broadcast_object, get_rank, init_from_env
+    from ..dist import all_gather_object, broadcast_object, get_rank, init_from_env
 
     init_from_env(cfg.runtime.dist_backend, cfg.runtime.dist_timeout_minutes)
     HydraConfig.instance().set_config(cfg)  # `${hydra:...}` in the config resolves from here on
-    run_dir = None
-    if get_rank() == 0:
-        run_dir = Path(str(cfg.hydra.run.dir))
-        if cfg.get("resume") == "auto":
-            run_dir = _auto_resume_dir(run_dir)
-    run_dir = broadcast_object(str(run_dir))
+    # Each torchrun agent counts its own restarts: an agent whose workers were restarted because another
+    # machine's failed may still say 0, so the group is on a restart when any rank says so.
+    restart = max(all_gather_object(_elastic_attempt()[1]))
+    choice = _choose_run_dir(cfg, restart) if get_rank() == 0 else None
+    run_dir, resume, note = broadcast_object(choice)
+    with read_write(cfg), open_dict(cfg):
+        cfg.resume = resume
     with read_write(cfg.hydra), open_dict(cfg.hydra):
         cfg.hydra.run.dir = run_dir
         if get_rank() > 0:
@@ -152,11 +160,67 @@ def launch(cfg: DictConfig, args: Sequence[str]) -> Any:
             cfg.hydra.job_logging.root.level = "WARNING"
 
     def task(task_cfg: DictConfig) -> Any:
+        if note:
+            log.info("%s", note)  # inside the job, so that train.log records the restart
+        if get_rank() == 0 and _elastic_attempt()[2] > 0 and os.environ.get(SHARED_STORE) == "True":
+            log.warning("torchrun --max-restarts with the store torchrun's agent shares with its workers: a "
+                        "restarted group can read the previous attempt's addresses from it and fail or hang "
+                        "while connecting (pytorch/pytorch#135712, #167288); launch torchrun with "
+                        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1")
         return train_task(task_cfg, args)
 
     context = HydraContext(config_loader=None, callbacks=Callbacks(cfg))  # run_job uses only the callbacks
     return run_job(task, cfg, job_dir_key="hydra.run.dir", job_subdir_key=None,
                    hydra_context=context).return_value
+
+
+def _choose_run_dir(cfg: DictConfig, restart: int) -> tuple[str, str | None, str | None]:
+    """Rank 0's choice of (run folder, resume, a note for the log).
+
+    A torchrun restart (`--max-restarts`; `restart`, the largest TORCHELASTIC_RESTART_COUNT of the group,
+    > 0) continues the folder of the previous attempt of the same torchrun job, from its last.pt when
+    there is one: `resume=auto` semantics without a manual step. The folder is found by the job's
+    TORCHELASTIC_RUN_ID, which the first attempt writes into it (`ELASTIC_MARK`): the timestamp in
+    `hydra.run.dir` is new at each attempt, and the newest run of the experiment could be another job's.
+    A fixed `hydra.run.dir` is the same folder at every attempt and is found the same way.
+    """
+    run_dir, resume = Path(str(cfg.hydra.run.dir)), cfg.get("resume")
+    run_id, _, max_restarts = _elastic_attempt()
+    if restart > 0:
+        previous = _previous_attempt_dir(run_dir, run_id)
+        if previous is not None:
+            if (previous / "checkpoints" / "last.pt").is_file():
+                resume, start = "auto", "from its last checkpoint"  # build_runner takes this folder's last.pt
+            else:
+                start = f"from {resume}" if resume not in (None, "auto") else "from the start"
+                start += " (it has no checkpoint yet)"
+            note = (f"torchrun restart {restart} of at most {max_restarts}: continuing the run in "
+                    f"{previous.resolve()} {start}")
+            return str(previous), resume, note
+        print(f"torchrun restart {restart}: no run folder of this job ({ELASTIC_MARK} = {run_id}) under "
+              f"{run_dir.parent.resolve()}: starting as the first attempt did")
+    if resume == "auto":
+        run_dir = _auto_resume_dir(run_dir)
+    if max_restarts > 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ELASTIC_MARK).write_text(run_id + "\n")
+    return str(run_dir), resume, None
+
+
+def _elastic_attempt() -> tuple[str, int, int]:
+    """(torchrun's run id, this attempt's restart count, the most restarts allowed); ("", 0, 0) outside
+    torchrun."""
+    env = os.environ
+    return (env.get("TORCHELASTIC_RUN_ID", ""), int(env.get("TORCHELASTIC_RESTART_COUNT", "0")),
+            int(env.get("TORCHELASTIC_MAX_RESTARTS", "0")))
+
+
+def _previous_attempt_dir(run_dir: Path, run_id: str) -> Path | None:
+    """The folder an earlier attempt of torchrun job `run_id` marked: `run_dir` itself (a fixed
+    hydra.run.dir) or a sibling (outputs/<experiment_name>/<time>/); the newest if several."""
+    marks = [run_dir / ELASTIC_MARK, *run_dir.parent.glob(f"*/{ELASTIC_MARK}")]
+    found = {m.parent: m.stat().st_mtime for m in marks if m.is_file() and m.read_text().strip() == run_id}
+    return max(found, key=found.__getitem__) if found else None
 
 
 def _auto_resume_dir(run_dir: Path) -> Path:

@@ -11,10 +11,10 @@ from omegaconf import DictConfig
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from ..dist import get_rank, get_world_size, is_distributed
-from ..errors import ConfigError, choices_text
+from ..errors import ConfigError, DatasetError, choices_text
 from ..registry import DATASETS
 from .cache import ImageCache
-from .check import check_dataset, summary_line
+from .check import check_dataset, exif_warning, summary_line
 from .collate import Collate
 from .datasets.base import DetectionDataset
 from .samplers import InferenceSampler, KeyedDataset, TrainBatchSampler
@@ -45,17 +45,27 @@ def build_dataset(data_cfg: DictConfig, split: str, pipeline_cfg: Any, check: st
                "on_error": on_error or data_cfg.get("on_error", "error")}
     dataset = _build_node(data_cfg[split], options, transforms=build_pipeline(pipeline_cfg))
     if isinstance(dataset, DetectionDataset):
-        report = check_dataset(dataset, f"data.{split}", check or data_cfg.get("check", "quick"))
-        log.info("%s", summary_line(report))
-        for name in report.missing_classes:
-            log.warning("data.%s: class '%s' of data.class_names has no instance in this split", split, name)
+        _check(dataset, split, check or data_cfg.get("check", "quick"))
         if data_cfg.get("cache"):
             cache = ImageCache(data_cfg.cache, data_cfg.get("cache_dir"))
             if cache.fill(dataset.records):
                 dataset.cache = cache
-    if len(dataset) == 0:
+    elif len(dataset) == 0:
         raise ConfigError(f"data.{split}: the dataset is empty ({dataset!r})")
     return dataset
+
+
+def _check(dataset: DetectionDataset, split: str, level: str) -> None:
+    """The start-up check: bad files stop the run (or are dropped under on_error=skip), warnings are
+    logged, and a split left without any box to use is an error whatever the policy."""
+    report = check_dataset(dataset, f"data.{split}", level)
+    log.info("%s", summary_line(report))
+    for name in report.missing_classes:
+        log.warning("data.%s: class '%s' of data.class_names has no instance in this split", split, name)
+    if exif_warning(report):
+        log.warning("%s", exif_warning(report))
+    if report.no_boxes and dataset.on_error != "collect":
+        raise DatasetError(report.no_boxes)
 
 
 def _build_node(node: Any, options: dict[str, Any], transforms: Any = None) -> Dataset:

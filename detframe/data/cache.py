@@ -5,7 +5,8 @@ ram: every image is decoded once, in the main process, before the loaders start;
 share the arrays copy-on-write. The memory needed is estimated first: if it exceeds 80% of what is
 available, caching is refused with a warning. disk: each image is decoded once into an .npy file
 under `cache_dir` (keyed by the file's path, size and modification time, so an edited image is
-decoded again); reading an .npy is a memory copy instead of a JPEG decode.
+decoded again); reading an .npy is a memory copy instead of a JPEG decode. Images are decoded as every
+reader decodes them (`imagefile.read_image`: stored pixel order).
 """
 from __future__ import annotations
 
@@ -20,11 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .datasets.base import ImageRecord, read_image
+from .datasets.records import ImageRecord
+from .imagefile import read_image
 
 log = logging.getLogger(__name__)
 
 MODES = ("ram", "disk")
+# Part of each disk cache key: arrays decoded under another rule (EXIF orientation applied, before the
+# stored-order rule of imagefile.py) must not be reused.
+DECODING = "stored-order"
 
 
 def available_memory() -> int | None:
@@ -55,7 +60,8 @@ class ImageCache:
 
     def npy_path(self, path: Path) -> Path:
         stat = path.stat()
-        key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{DECODING}"
+        key = hashlib.sha1(key.encode()).hexdigest()
         return self.dir / key[:2] / f"{key}.npy"
 
     def fill(self, records: Sequence[ImageRecord], threads: int = 4) -> bool:

@@ -61,7 +61,7 @@ def build_runner(cfg: DictConfig, work_dir: str | Path) -> Runner:
     hooks = build_hooks(cfg.hooks)
     model = build_detector(cfg.model)
     if cfg.get("load_from") and not resume:
-        load_weights(model, cfg.load_from)
+        load_weights(model, cfg.load_from, cfg.model, work_dir / "load_from.txt" if get_rank() == 0 else None)
     freeze(model, list(cfg.train.freeze), list(cfg.train.freeze_norm))
     model = prepare_model(model, device, runtime.channels_last, runtime.sync_bn)
     check_model(cfg, model, world_size)

@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from ..errors import UserError
+from ..weights import WeightsError, describe_model, read_torch_file, state_dict_in
 
 
 class CheckpointError(UserError):
@@ -100,24 +102,40 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint on the CPU. Only tensors and plain containers load (`weights_only=True`)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+def load_checkpoint(path: str | os.PathLike, key: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint on the CPU. Only tensors and plain containers load (`weights_only=True`).
+
+    Args:
+        path: the file.
+        key: the argument that named it (`resume`, `load_from`, `checkpoint`), for messages.
+
+    Raises:
+        WeightsError: a one-line message naming the file: not found, not a PyTorch checkpoint (and what
+            it looks like instead), damaged, refused (it would run code), or not a dict.
+    """
+    state = read_torch_file(path, "checkpoint", key)
+    if not isinstance(state, dict):
+        where = f"{key}={path}" if key else str(path)
+        raise WeightsError(f"{where}: holds a {type(state).__name__}, not a checkpoint (a dict with the "
+                           "model's weights)")
+    return state
 
 
-def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
+def inference_weights(state: dict[str, Any], where: str = "checkpoint") -> dict[str, Any]:
     """The weights to predict with: the EMA's when the run kept one, else the raw model's (or `state`
     itself when it is a bare state dict)."""
-    ema = state.get("ema")
-    if isinstance(ema, dict) and "model" in ema:
-        return ema["model"]
-    return state.get("model", state)
+    return state_dict_in(state, where)
+
+
+def saved_model(state: dict[str, Any]) -> str | None:
+    """The model a checkpoint was trained as, from the config saved in it ("ResNet-18 + FPN + RetinaHead,
+    4 classes"), or None when it holds no readable config."""
+    try:
+        config = yaml.safe_load(state["config"]) if isinstance(state.get("config"), str) else None
+    except yaml.YAMLError:
+        return None
+    model = config.get("model") if isinstance(config, dict) else None
+    return describe_model(model) if isinstance(model, dict) else None
 
 
 def rng_state() -> dict[str, Any]:

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..registry import HOOKS
 from ..rules import Decay, NonNegativeFloat, NonNegativeInt
+from ..weights import load_weights_into
 from .hooks import Hook
 
 if TYPE_CHECKING:
@@ -81,8 +82,9 @@ class ModelEMA:
         return {"model": self.module.state_dict(), "updates": self.updates, "decay": self.decay,
                 "tau": self.tau}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.module.load_state_dict(state["model"])
+    def load_state_dict(self, state: dict[str, Any], source: str = "ema") -> None:
+        """Restore `state_dict()`'s content; `source` names the file in a mismatch message."""
+        load_weights_into(self.module, state["model"], source)
         self.updates = int(state["updates"])
 
 

@@ -19,12 +19,20 @@ from torch import nn
 from .. import __version__
 from ..dist import all_gather_object
 from ..errors import UserError
+from ..weights import (
+    FEW,
+    WeightMatch,
+    describe_model,
+    describe_partial,
+    load_weights_into,
+    state_dict_in,
+)
 from .checkpoint import (
-    inference_weights,
     link_checkpoint,
     load_checkpoint,
     rng_state,
     save_checkpoint,
+    saved_model,
     set_rng_state,
 )
 from .schedules import restore_position
@@ -78,23 +86,21 @@ def save_run(runner: Runner, name: str, *also: str) -> Path | None:
 
 def resume_run(runner: Runner, path: str | Path) -> None:
     """Restore weights, EMA, optimizer, scaler, schedule position, data position, hooks and RNGs."""
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, "resume")
     missing = [k for k in ("model", "optimizer", "scheduler", "epoch", "iter") if k not in state]
     if missing:
         raise UserError(f"resume={path}: not a training checkpoint (no {', '.join(missing)}); "
                         "use load_from= for weights only")
     if runner.config is not None:
         _report_config_changes(state.get("config"), runner.config)
-    try:
-        runner.model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise UserError(f"resume={path}: the saved weights do not fit this model "
-                        f"({str(e).splitlines()[1].strip()}); was it trained with another model config? "
-                        "Use load_from= to fine-tune from it") from None
+    source = f"resume={path}"
+    hint = (f"The checkpoint is of {_models(state, runner)}; to start from another model's weights, use "
+            "load_from=")
+    load_weights_into(runner.model, state_dict_in(state["model"], source), source, hint=hint)
     _restore_optimization(runner, state, path)
     if runner.ema is not None:
         if state.get("ema"):
-            runner.ema.load_state_dict(state["ema"])
+            runner.ema.load_state_dict(state["ema"], source=f"{source} (EMA weights)")
         else:
             log.warning("resume=%s: the checkpoint has no EMA weights; the EMA starts from the current "
                         "weights", path)
@@ -155,21 +161,50 @@ def _restore_rng(runner: Runner, saved: Any) -> None:
         torch.manual_seed(seed + 7919 * runner.iter + runner.rank)
 
 
-def load_weights(model: nn.Module, path: str | Path) -> None:
+def load_weights(model: nn.Module, path: str | Path, model_cfg: Any = None,
+                 report: Path | None = None) -> WeightMatch:
     """Load model weights only (fine-tuning, `load_from=`); the EMA's when the checkpoint has them.
-    Tensors whose shape differs (another number of classes) are listed and skipped."""
-    state = load_checkpoint(path)
-    weights = inference_weights(state)
-    own = model.state_dict()
-    skipped = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
-    result = model.load_state_dict({k: v for k, v in weights.items() if k not in skipped}, strict=False)
-    log.info("load_from=%s: %d tensors loaded, %d skipped for shape, %d missing, %d unexpected", path,
-             len(own) - len(result.missing_keys) - len(skipped), len(skipped), len(result.missing_keys),
-             len(result.unexpected_keys))
-    for k in skipped:
-        log.info("  skipped %s: checkpoint %s, model %s", k, tuple(weights[k].shape), tuple(own[k].shape))
-    for k in result.missing_keys:
-        log.info("  missing %s (keeps its initialisation)", k)
+
+    Tensors that fit by name and shape are loaded; the others (another number of classes, another
+    neck) keep their initialisation. One line goes to the terminal and train.log; the list per tensor
+    goes to `report` (`<run>/load_from.txt`), or to the log at DEBUG level without one.
+
+    Args:
+        model: the freshly built detector.
+        path: the checkpoint (or a bare state dict).
+        model_cfg: the `model` config the detector was built from, to name both architectures.
+        report: the file for the per-tensor list.
+
+    Raises:
+        WeightsError: the file is not a checkpoint, or none of the model's parameters is in it.
+    """
+    source = f"load_from={path}"
+    state = load_checkpoint(path, "load_from")
+    saved = saved_model(state)
+    ours = describe_model(model_cfg) if model_cfg is not None else "this model"
+    hint = f"The checkpoint is of {saved}, this run builds {ours}" if saved else ""
+    match = load_weights_into(model, state_dict_in(state, source), source, strict=False, hint=hint)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(f"# {source}\n# {describe_partial(match, source)}\n{match.table()}")
+        where = f"the list per tensor: {report}"
+    else:
+        log.debug("%s: per tensor:\n%s", source, match.table())
+        where = "the list per tensor is logged at DEBUG level"
+    if match.params_fraction < FEW:
+        log.warning("%s; only %.0f%% of the parameters come from the checkpoint%s, the rest train from their "
+                    "initialisation; %s", describe_partial(match, source), 100 * match.params_fraction,
+                    f" (it is of {saved}, this run builds {ours})" if saved else "", where)
+    else:
+        log.info("%s; %s", describe_partial(match, source), where)
+    return match
+
+
+def _models(state: dict[str, Any], runner: Runner) -> str:
+    """"X, this run builds Y" for a message, from the checkpoint's config and the run's."""
+    saved = saved_model(state) or "an unknown model"
+    ours = describe_model(runner.config.get("model")) if runner.config is not None else None
+    return f"{saved}, this run builds {ours}" if ours else saved
 
 
 def _report_config_changes(saved: str | None, cfg: DictConfig) -> None:

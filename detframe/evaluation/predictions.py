@@ -91,25 +91,50 @@ def to_coco_results(preds: Predictions) -> list[dict[str, Any]]:
 def load_results(path: str | Path, gt: GroundTruth) -> Predictions:
     """Read a COCO results JSON (a list of {image_id, category_id, bbox, score}) and check it against `gt`.
 
-    Image ids may also be given as the images' file stems ("000005"), as VOC results usually are.
+    Image ids may also be given as the images' file stems ("000005"), as VOC results usually are. What
+    COCO accepts but is likely a mistake is evaluated with a warning naming the first entry: scores
+    outside [0, 1] (only their order matters to AP, but score thresholds such as the confusion matrix's
+    assume probabilities) and entries repeated exactly (each copy is a false positive; NMS never emits
+    two identical boxes, so they come from a file written or gathered twice).
 
     Raises:
-        UserError: naming the first offending entry: not a list, a missing key, an unknown image or
-            category id, a non-finite number, a negative width or height, a score outside [0, inf).
+        UserError: naming the file, and the first offending entry where there is one: a folder, an empty
+            or binary file, not JSON, not a list, an empty list, an entry that is not an object, a missing
+            key, a value of the wrong type, an unknown image or category id, a non-finite number, a
+            negative width or height.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"results={path}: a folder, not a results file (a COCO results JSON)")
     if not path.is_file():
         raise UserError(f"results file not found: {path}")
+    data = path.read_bytes()
+    if not data.strip():
+        raise UserError(f"results={path}: an empty file; expected a JSON list of "
+                        "{image_id, category_id, bbox, score}")
     try:
-        entries = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON: {e}") from None
+        entries = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"results={path}: not a JSON text file (binary data; a checkpoint is given as "
+                        "checkpoint=PATH)") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"results={path}: not valid JSON: {e}") from None
+    ground_truth_file = isinstance(entries, dict) and "images" in entries
     if isinstance(entries, dict) and "annotations" in entries:
         entries = entries["annotations"]  # a COCO-style file with the detections as annotations
     if not isinstance(entries, list):
-        raise UserError(f"{path}: expected a JSON list of {{image_id, category_id, bbox, score}}, "
+        raise UserError(f"results={path}: expected a JSON list of {{image_id, category_id, bbox, score}}, "
                         f"got {type(entries).__name__}")
-    return parse_results(entries, gt, source=str(path))
+    if not entries:
+        raise UserError(f"results={path}: an empty list, no detection to evaluate (a model that found "
+                        "nothing scores 0 without a file)")
+    try:
+        return parse_results(entries, gt, source=str(path))
+    except UserError as e:
+        if ground_truth_file and "missing score" in str(e):
+            raise UserError(f"{e} (this looks like a COCO ground-truth file: images and annotations without "
+                            "scores; give the model's detections)") from None
+        raise
 
 
 def parse_results(entries: list[Any], gt: GroundTruth, source: str = "results") -> Predictions:
@@ -119,35 +144,68 @@ def parse_results(entries: list[Any], gt: GroundTruth, source: str = "results") 
     n = len(entries)
     image_id, category_id = np.zeros(n, np.int64), np.zeros(n, np.int64)
     bbox, score = np.zeros((n, 4)), np.zeros(n)
+    seen: dict[tuple[Any, ...], int] = {}
+    repeats: list[tuple[int, int]] = []
     for i, entry in enumerate(entries):
         # One pass in Python: the point is to name the first bad entry, which array checks cannot.
         where = f"{source}: entry {i} {_short(entry)}"
-        if not isinstance(entry, dict):
-            raise UserError(f"{where}: expected an object with image_id, category_id, bbox, score")
-        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in entry]
-        if missing:
-            raise UserError(f"{where}: missing {', '.join(missing)}")
-        img = entry["image_id"]
-        if isinstance(img, str) and img in by_name:
-            img = by_name[img]
-        if isinstance(img, bool) or not isinstance(img, int) or img not in known_images:
-            raise UserError(f"{where}: image_id {img!r} is not an image of the evaluated set "
-                            f"({len(known_images)} images, ids {_id_range(gt.image_ids)})")
-        cat = entry["category_id"]
-        if isinstance(cat, bool) or not isinstance(cat, int) or cat not in known_cats:
-            names = [f"{c} ({n})" for c, n in zip(gt.category_ids.tolist(), gt.category_names)]
-            raise UserError(f"{where}: category_id {cat!r} is not a category of the dataset; "
-                            f"its categories: {choices_text(names)}")
-        box, s = entry["bbox"], entry["score"]
-        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
-            raise UserError(f"{where}: bbox must be [x, y, width, height], four numbers")
-        if not all(math.isfinite(v) for v in box) or not _is_number(s) or not math.isfinite(s):
-            raise UserError(f"{where}: bbox and score must be finite numbers (found NaN or infinity)")
-        if box[2] < 0 or box[3] < 0:
-            raise UserError(f"{where}: negative width or height; bbox is [x, y, width, height], "
-                            "not [x1, y1, x2, y2]")
+        img, cat, box, s = _check_entry(entry, where, gt, by_name, known_images, known_cats)
+        key = (img, cat, *box, s)
+        if key in seen:
+            repeats.append((i, seen[key]))
+        seen.setdefault(key, i)
         image_id[i], category_id[i], bbox[i], score[i] = img, cat, box, s
+    if repeats:
+        i, first = repeats[0]
+        log.warning("%s: %d %s an earlier one exactly (first: entry %d %s repeats entry %d); each copy "
+                    "counts as a false positive. Written twice, or gathered twice from several processes?",
+                    source, len(repeats), "entry repeats" if len(repeats) == 1 else "entries repeat", i,
+                    _short(entries[i]), first)
+    _warn_on_scores(score, entries, source)
     return Predictions(image_id, category_id, bbox, score)
+
+
+def _check_entry(entry: Any, where: str, gt: GroundTruth, by_name: dict[str, int], known_images: set[int],
+                 known_cats: set[int]) -> tuple[int, int, list[float], float]:
+    """One results entry as (image id, category id, xywh box, score), or a UserError naming it."""
+    if not isinstance(entry, dict):
+        raise UserError(f"{where}: expected an object with image_id, category_id, bbox, score")
+    missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in entry]
+    if missing:
+        raise UserError(f"{where}: missing {', '.join(missing)}")
+    img = entry["image_id"]
+    if isinstance(img, str) and img in by_name:
+        img = by_name[img]
+    if isinstance(img, bool) or not isinstance(img, int) or img not in known_images:
+        raise UserError(f"{where}: image_id {img!r} is not an image of the evaluated set "
+                        f"({len(known_images)} images, ids {_id_range(gt.image_ids)})")
+    cat = entry["category_id"]
+    if isinstance(cat, bool) or not isinstance(cat, int) or cat not in known_cats:
+        names = [f"{c} ({n})" for c, n in zip(gt.category_ids.tolist(), gt.category_names)]
+        raise UserError(f"{where}: category_id {cat!r} is not a category of the dataset; "
+                        f"its categories: {choices_text(names)}")
+    box, s = entry["bbox"], entry["score"]
+    if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+        raise UserError(f"{where}: bbox must be [x, y, width, height], four numbers")
+    if not _is_number(s):
+        raise UserError(f"{where}: score must be a number, got {s!r}")
+    if not all(math.isfinite(v) for v in box) or not math.isfinite(s):
+        raise UserError(f"{where}: bbox and score must be finite numbers (found NaN or infinity)")
+    if box[2] < 0 or box[3] < 0:
+        raise UserError(f"{where}: negative width or height; bbox is [x, y, width, height], "
+                        "not [x1, y1, x2, y2]")
+    return img, cat, box, s
+
+
+def _warn_on_scores(score: np.ndarray, entries: list[Any], source: str) -> None:
+    """Scores outside [0, 1] are allowed (COCO ranks them, nothing more) but named: thresholds assume
+    probabilities."""
+    outside = np.flatnonzero((score < 0) | (score > 1))
+    if len(outside):
+        i = int(outside[0])
+        log.warning("%s: %d of %d scores are outside [0, 1] (first: entry %d %s); AP only ranks them, but "
+                    "score thresholds (the confusion matrix's) assume probabilities", source, len(outside),
+                    len(score), i, _short(entries[i]))
 
 
 def check_predictions(preds: Predictions, gt: GroundTruth, source: str = "predictions") -> None:

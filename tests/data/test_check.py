@@ -55,12 +55,16 @@ def test_start_up_check_stops_or_skips(tmp_path, caplog):
     assert all(f"{n}.jpg" in caplog.text for n in "bcde") and "skipped 4 of 5 images" in caplog.text
 
 
-def test_size_mismatch_reported_at_full_level(tmp_path):
+@pytest.mark.parametrize("level", ["quick", "full"])
+def test_size_mismatch_is_an_error_at_both_levels(tmp_path, level):
     write_voc(tmp_path, "a", [("cat", (1, 1, 10, 20), False)], size=(100, 60))  # the image is 100 x 80
     (tmp_path / "ImageSets/Main/train.txt").write_text("a\n")
-    report = check_dataset(VOCDetection(str(tmp_path), "train", class_names=["cat"]), "data.train", "full")
-    assert report.size_mismatch
+    dataset = VOCDetection(str(tmp_path), "train", class_names=["cat"])
+    report = check_dataset(dataset, "data.train", level, settle=False)
+    assert report.size_mismatch and [p.kind for p in report.problems] == ["size_mismatch"]
     assert "annotation says 60x100 (h x w), the image is 80x100" in report.size_mismatch[0]
+    with pytest.raises(DatasetError, match=r"a.xml: annotation says 60x100 .*data.on_error=skip"):
+        check_dataset(dataset, "data.train", level)
 
 
 @pytest.mark.parametrize("mode", ["ram", "disk"])

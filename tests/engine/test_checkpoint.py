@@ -26,14 +26,15 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_checkpoint_cannot_run_code(tmp_path):
+def test_checkpoint_cannot_run_code(tmp_path, capsys):
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
 
     path = tmp_path / "evil.pt"
     torch.save({"x": Evil()}, path)
-    with pytest.raises(UserError, match="cannot read checkpoint"):
+    with pytest.raises(UserError, match=r"evil.pt: refused: it holds pickled Python objects \(print\)"):
         load_checkpoint(path)
+    assert "pwned" not in capsys.readouterr().out
     with pytest.raises(UserError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "none.pt")

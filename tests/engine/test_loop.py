@@ -94,10 +94,14 @@ def test_load_from_skips_mismatched_shapes_and_prefers_ema(tmp_path, tiny_shapes
                             "hooks.checkpoint={type: CheckpointHook, save_best: null}", name="source")
     source.train()
     # a model for two classes instead of four: the class predictors do not fit
-    target = build_detector(compose(["data.class_names=[cat,dog]"]).model)
+    cfg = compose(["data.class_names=[cat,dog]"])
+    target = build_detector(cfg.model)
     with caplog.at_level(logging.INFO, logger="detframe"):
-        load_weights(target, source.ckpt_dir / "last.pt")
-    assert "12 skipped for shape" in caplog.text and "skipped head.cls_convs.0.1.weight" in caplog.text
+        match = load_weights(target, source.ckpt_dir / "last.pt", cfg.model, tmp_path / "load_from.txt")
+    assert len(match.reshaped) == 12 and not match.missing and not match.unexpected
+    assert "(12 of another shape, 0 missing)" in caplog.text and "load_from.txt" in caplog.text
+    assert "shape       head.cls_convs.0.1.weight" in (tmp_path / "load_from.txt").read_text()
+    assert "head.cls_convs" not in caplog.text  # the list per tensor goes to the file, not the terminal
     ema = source.ema.module.state_dict()
     key = "backbone.stages.0.0.0.weight"
     assert torch.equal(target.state_dict()[key], ema[key])

@@ -1,5 +1,6 @@
 """Reading COCO results files: bad entries are errors naming the first offending entry."""
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -19,7 +20,10 @@ GOOD = {"image_id": 4, "category_id": 12, "bbox": [1.0, 2.0, 10.0, 10.0], "score
 
 def write(tmp_path, entries):
     path = tmp_path / "dets.json"
-    path.write_text(json.dumps(entries) if not isinstance(entries, str) else entries)
+    if isinstance(entries, bytes):
+        path.write_bytes(entries)
+    else:
+        path.write_text(json.dumps(entries) if not isinstance(entries, str) else entries)
     return path
 
 
@@ -38,7 +42,10 @@ def test_good_file_and_voc_style_image_names(tmp_path):
     ({"score": float("inf")}, "entry 2 .*NaN or infinity"),
     ({"bbox": [10, 10, -3, 4]}, "entry 2 .*negative width or height"),
     ({"bbox": [1, 2, 3]}, "entry 2 .*four numbers"),
-    ({"score": None}, "entry 2 .*finite numbers"),
+    ({"score": None}, "entry 2 .*score must be a number, got None"),
+    ({"score": "0.9"}, "entry 2 .*score must be a number, got '0.9'"),
+    ({"image_id": 4.0}, "entry 2 .*image_id 4.0 is not an image"),
+    ({"bbox": "1 2 3 4"}, "entry 2 .*four numbers"),
 ])
 def test_first_bad_entry_is_named(tmp_path, change, message):
     entries = [GOOD, GOOD, {**GOOD, **change}, {**GOOD, "image_id": 77}]
@@ -50,9 +57,23 @@ def test_first_bad_entry_is_named(tmp_path, change, message):
     ('{"a": 1}', "expected a JSON list"), ("[{", "not valid JSON"),
     ('[{"image_id": 4}]', "entry 0 .*missing category_id, bbox, score"),
     ("[3]", "entry 0 3: expected an object"),
+    ("[]", "an empty list, no detection to evaluate"), ("  \n", "an empty file"),
+    ("PK\x03\x04\xff\xfe", "not a JSON text file .*checkpoint=PATH"),
+    (json.dumps(GT), "entry 0 .*missing score .*looks like a COCO ground-truth file"),
 ])
 def test_malformed_files(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
-        load_results(write(tmp_path, text), GroundTruth.from_coco(GT))
+        load_results(write(tmp_path, text.encode("latin-1")), GroundTruth.from_coco(GT))
     with pytest.raises(UserError, match="results file not found"):
         load_results(tmp_path / "missing.json", GroundTruth.from_coco(GT))
+    with pytest.raises(UserError, match="a folder, not a results file"):
+        load_results(tmp_path, GroundTruth.from_coco(GT))
+
+
+def test_scores_outside_0_1_and_repeated_entries_are_evaluated_with_a_warning(tmp_path, caplog):
+    entries = [GOOD, {**GOOD, "score": 3.5}, {**GOOD, "score": -1}, GOOD, GOOD]
+    with caplog.at_level(logging.WARNING):
+        preds = load_results(write(tmp_path, entries), GroundTruth.from_coco(GT))
+    assert len(preds) == 5
+    assert "dets.json: 2 of 5 scores are outside [0, 1] (first: entry 1" in caplog.text
+    assert "dets.json: 2 entries repeat an earlier one exactly (first: entry 3" in caplog.text

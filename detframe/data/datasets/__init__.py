@@ -1,5 +1,6 @@
-from .base import DetectionDataset, ImageRecord, Problem, image_size, read_image
+from .base import DetectionDataset, read_image
 from .coco import CocoDetection
+from .records import ImageRecord, Problem, image_size
 from .voc import VOC_CLASSES, VOCDetection
 from .wrappers import ConcatDataset, RepeatDataset
 from .yolo import YOLODetection

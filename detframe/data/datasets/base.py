@@ -1,88 +1,32 @@
-"""What the dataset readers share: parsed records, image loading, the error/skip policy for bad
-input, the counters of annotation quirks fixed on reading, and the COCO view for evaluation."""
+"""`DetectionDataset`, what every reader is: its records (records.py), image loading, the error/skip
+policy for bad input, the report of quirks fixed on reading, and the COCO view for evaluation."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
 from ...errors import ConfigError, DatasetError, choices_text
 from ...structures import Sample
+from ..imagefile import SKIP_HINT, read_image
 from ..samplers import seeded
 from ..transforms import Compose, rescale_long_side
+from .records import (
+    DROPPED,
+    UNKNOWN_CLASS_FIX,
+    ImageRecord,
+    Problem,
+    Quirks,
+)
 
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("error", "skip", "collect")  # collect: keep the problems for a report (tools/check_dataset.py)
 MAX_WARNINGS = 100  # under on_error=skip, skipped files are named one by one up to this many
-
-
-@dataclass
-class ImageRecord:
-    """One image's annotations as parsed from disk, before any transform."""
-
-    image_id: int
-    path: Path
-    height: int
-    width: int
-    boxes: np.ndarray  # float32 [N, 4] xyxy absolute
-    labels: np.ndarray  # int64 [N]
-    ignore: np.ndarray  # bool [N]
-    annotation: str = ""  # the file the annotations came from (for messages)
-
-
-@dataclass
-class Problem:
-    """Bad input found while reading or checking a dataset: the file, what is wrong, and its kind."""
-
-    file: str
-    message: str
-    # unknown_class | unreadable_annotation | missing_annotation | missing_image | unreadable_image | ...
-    kind: str
-    image: Path | None = None  # the image whose record it spoils (dropped under on_error=skip)
-    detail: str = ""  # e.g. the unknown class name
-
-
-@dataclass
-class Quirks:
-    """Counts of annotation quirks fixed on reading, reported once per dataset."""
-
-    counts: Counter = field(default_factory=Counter)
-
-    def add(self, what: str, n: int = 1) -> None:
-        if n:
-            self.counts[what] += n
-
-    def text(self) -> str:
-        return ", ".join(f"{n} {what}" for what, n in self.counts.items())
-
-
-def sanitize_boxes(boxes: np.ndarray, width: int, height: int,
-                   quirks: Quirks | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Drop degenerate boxes (no area as written), clip the others to the image, drop those left
-    with no area (entirely outside), and count each case in `quirks`.
-
-    Returns:
-        (clipped boxes [N, 4], keep mask [N]).
-    """
-    degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-    clipped = boxes.copy()
-    clipped[:, 0::2] = clipped[:, 0::2].clip(0, width)
-    clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
-    empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
-    changed = (clipped != boxes).any(axis=1)
-    if quirks is not None:
-        quirks.add("degenerate boxes (no area) dropped", int(degenerate.sum()))
-        quirks.add("boxes outside the image dropped", int((empty & ~degenerate).sum()))
-        quirks.add("boxes clipped to the image", int((changed & ~empty).sum()))
-    return clipped, ~(degenerate | empty)
 
 
 class DetectionDataset(Dataset):
@@ -111,21 +55,22 @@ class DetectionDataset(Dataset):
         self.quirks = Quirks()
         self.problems: list[Problem] = []
         self.source = ""  # what was read (list file, annotation file), for messages
+        self.listed = 0  # images the source lists (the readers set it)
+        self.skipped: set = set()  # images dropped for bad input under on_error=skip
         self.cache = None  # an ImageCache, see data/cache.py
 
     # -- bad input ------------------------------------------------------------------------------
 
     def problem(self, file: Any, message: str, kind: str, image: Path | None = None,
-                detail: str = "") -> None:
-        self.problems.append(Problem(str(file), message, kind, image, detail))
+                detail: str = "", fix: str = "") -> None:
+        self.problems.append(Problem(str(file), message, kind, image, detail, fix))
 
     def settle(self, problems: Sequence[Problem] | None = None) -> None:
         """Apply the on_error policy to `problems` (default: those found while reading) and report
         the quirks fixed on reading, once."""
         if problems is None:
             problems = self.problems
-            if self.quirks.counts:
-                log.info("%s: fixed on reading: %s", self.source or type(self).__name__, self.quirks.text())
+            self._report_quirks()
         else:
             self.problems.extend(problems)
         if not problems or self.on_error == "collect":
@@ -133,19 +78,55 @@ class DetectionDataset(Dataset):
         if self.on_error == "error":
             files = {p.file for p in problems}
             more = (f" (and {len(problems) - 1} more problems in {len(files)} files: python "
-                    "tools/check_dataset.py lists them; data.on_error=skip drops the images concerned)"
-                    if len(problems) > 1 else "")
-            raise DatasetError(problems[0].message + more)
-        bad = {p.image for p in problems if p.image is not None}
+                    "tools/check_dataset.py lists them)" if len(problems) > 1 else "")
+            raise DatasetError(f"{problems[0].message}; {problems[0].how_to_go_on}{more}")
         for p in problems[:MAX_WARNINGS]:
             log.warning("skipped %s: %s", p.image or p.file, p.message)
         if len(problems) > MAX_WARNINGS:
             log.warning("... and %d more problems (python tools/check_dataset.py lists them all)",
                         len(problems) - MAX_WARNINGS)
-        before = len(self.records)
+        bad = {p.image for p in problems if p.image is not None}
+        # Images whose record was never made (unparseable annotation) count as much as those dropped here.
+        self.skipped.update(p.image if p.image is not None else p.message for p in problems)
         self.records = [r for r in self.records if r.path not in bad]
-        log.warning("%s: skipped %d of %d images for bad input (data.on_error=skip)",
-                    self.source or type(self).__name__, before - len(self.records), before)
+        log.warning("%s: skipped %d of %d images for bad input, kept %d (data.on_error=skip)",
+                    self.source or type(self).__name__, len(self.skipped),
+                    max(self.listed, len(self.records) + len(self.skipped)), len(self.records))
+
+    def _report_quirks(self) -> None:
+        name = self.source or type(self).__name__
+        if self.quirks.counts:
+            log.info("%s: fixed on reading: %s", name, self.quirks.text())
+        for line in self.quirks.warnings():
+            log.warning("%s: %s", name, line)
+
+    def no_boxes_reason(self) -> str | None:
+        """Why no box is left to learn from or to evaluate (every box ignored, dropped, or never
+        there), or None when there is one."""
+        if any((~r.ignore).any() for r in self.records):
+            return None
+        ignored = sum(int(r.ignore.sum()) for r in self.records)
+        dropped = {what: self.quirks.counts[what] for what in DROPPED if self.quirks.counts[what]}
+        facts = []
+        if self.skipped:
+            facts.append(f"{len(self.skipped)} of its {max(self.listed, len(self.skipped))} images were "
+                         "skipped for bad input (data.on_error=skip)")
+        if not self.listed and not self.records:
+            facts.append("it lists no images")
+        elif self.records and not ignored and not dropped:
+            facts.append(f"none of its {len(self.records)} {'other ' if self.skipped else ''}images has "
+                         "an object")
+        if ignored:
+            facts.append(f"its {ignored} boxes are all ignored regions ({self.ignored_what()}), "
+                         "which neither train nor count in evaluation")
+        if dropped:
+            facts.append("every box was dropped on reading: "
+                         + ", ".join(f"{n} {what}" for what, n in dropped.items()))
+        return "; ".join(facts)
+
+    def ignored_what(self) -> str:
+        """What the ignored boxes are in this layout, and how to count them (for messages)."""
+        return "difficult / crowd"
 
     # -- samples --------------------------------------------------------------------------------
 
@@ -167,6 +148,7 @@ class DetectionDataset(Dataset):
             rec = self.record((index + attempt) % len(self))
             try:
                 image = self.read_image(rec)
+                _check_decoded_size(image, rec)
                 break
             except DatasetError as e:
                 if self.on_error != "skip":
@@ -229,28 +211,14 @@ class DetectionDataset(Dataset):
         return f"{type(self).__name__}({len(self)} images, {boxes} boxes, {len(self.class_names)} classes)"
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file as uint8 RGB [H, W, 3]; a missing or unreadable file names itself."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        if not Path(path).is_file():
-            raise DatasetError(f"image file not found: {path}")
-        raise DatasetError(f"cannot decode image file {path} (corrupt, truncated or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file from its header, as decoded (EXIF rotation applied, as
-    OpenCV does). Raises OSError if the file is missing or not an image."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        w, h = im.size
-        try:
-            orientation = im.getexif().get(0x0112, 1)
-        except Exception:  # a broken EXIF block is not our concern here
-            orientation = 1
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+def _check_decoded_size(image: np.ndarray, rec: ImageRecord) -> None:
+    """The decoded image must have the size its boxes were read (and clipped) for: the start-up check
+    compares headers, this catches files changed since and runs where the check was turned off."""
+    if image.shape[:2] != (rec.height, rec.width):
+        raise DatasetError(
+            f"{rec.path} decodes to {image.shape[0]}x{image.shape[1]} (h x w), but "
+            f"{rec.annotation or 'its annotation'} says {rec.height}x{rec.width}, so its boxes would not "
+            f"match the pixels; fix the size in the annotation (or the image), or {SKIP_HINT}")
 
 
 def class_problem(dataset: DetectionDataset, file: Any, name: str, image: Path | None,
@@ -258,9 +226,7 @@ def class_problem(dataset: DetectionDataset, file: Any, name: str, image: Path |
     """Record an object whose class is not in the config's class_names."""
     dataset.problem(
         file, f"{file}: object class '{name}' is not in the config's class_names.{did_you_mean_text} "
-              f"class_names: {choices_text(dataset.class_names)}", "unknown_class", image, name)
+              f"class_names: {choices_text(dataset.class_names)}", "unknown_class", image, name,
+        fix=UNKNOWN_CLASS_FIX)
 
 
-def unique_ids(records: Iterable[ImageRecord]) -> bool:
-    ids = [r.image_id for r in records]
-    return len(ids) == len(set(ids))

@@ -1,4 +1,12 @@
-"""COCO-JSON reader (pycocotools), for COCO itself and any dataset in its format."""
+"""COCO-JSON reader (pycocotools), for COCO itself and any dataset in its format.
+
+The file's structure is checked before pycocotools indexes it (a JSON object with lists of images,
+categories and annotations, integer ids), so that a file of another kind fails with one line naming
+it. Bad annotations (a bbox that is not four finite numbers, a category id not in 'categories' or not
+in the config's class_names) are errors naming the file and the annotation id, or drop the image
+under data.on_error=skip; degenerate and out-of-image boxes are dropped or clipped and named in a
+warning. Boxes are in the stored pixel order of the images (see data/imagefile.py).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +22,13 @@ from pycocotools.coco import COCO
 from ...errors import DatasetError, choices_text
 from ...registry import DATASETS
 from ...structures import Sample
-from .base import DetectionDataset, ImageRecord, image_size, sanitize_boxes
+from ..imagefile import SKIP_HINT
+from .base import DetectionDataset
+from .records import UNKNOWN_CLASS_FIX, ImageRecord, finite_number, image_size, positive_int, sanitize_boxes
+
+REFORMAT = "fix or re-export the file (a COCO instances JSON: images, annotations, categories)"
+# The integer ids each entry of a list needs for pycocotools to index it (categories also a name).
+REQUIRED = {"images": ("id",), "categories": ("id",), "annotations": ("id", "image_id", "category_id")}
 
 
 @DATASETS.register()
@@ -49,14 +63,10 @@ class CocoDetection(DetectionDataset):
         if not ann_path.is_file():
             raise DatasetError(
                 f"COCO annotation file not found: '{ann_path}'. Expected a COCO instances JSON "
-                f"(images, annotations, categories) with image files under '{self.img_dir}'"
+                f"(images, annotations, categories) with image files under '{self.img_dir}'; point the "
+                "dataset's ann_file at it"
             )
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-                self.coco = COCO(str(ann_path))
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise DatasetError(f"cannot read COCO annotation file {ann_path}: "
-                               f"{type(e).__name__}: {e}") from None
+        self.coco = load_coco(ann_path)
         cats = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
         by_name = {c["name"]: c["id"] for c in cats}
         if class_names is None:
@@ -64,7 +74,8 @@ class CocoDetection(DetectionDataset):
         unknown = [n for n in class_names if n not in by_name]
         if unknown:
             raise DatasetError(f"{ann_path}: class_names {unknown} are not categories of this file. "
-                               f"Its categories: {choices_text(by_name)}")
+                               f"Its categories: {choices_text(by_name)}; list those you train on in "
+                               "data.class_names")
         super().__init__(class_names, transforms, on_error)
         self.source, self.ann_path, self.filter_empty = str(ann_path), ann_path, filter_empty
         self.category_ids = [by_name[n] for n in self.class_names]
@@ -72,6 +83,7 @@ class CocoDetection(DetectionDataset):
         self._check_unlisted()
         self._check_ids()
         cat_to_label = {cid: i for i, cid in enumerate(self.category_ids)}
+        self.listed = len(self.coco.imgs)
         for image_id in sorted(self.coco.getImgIds()):
             rec = self._parse(image_id, cat_to_label)
             if rec is None or (filter_empty and not (~rec.ignore).any()):
@@ -102,30 +114,25 @@ class CocoDetection(DetectionDataset):
 
     def _parse(self, image_id: int, cat_to_label: dict[int, int]) -> ImageRecord | None:
         info = self.coco.imgs[image_id]
-        path = self.img_dir / info.get("file_name", "")
-        if not info.get("file_name"):
+        if not info.get("file_name") or not isinstance(info["file_name"], str):
             self.problem(self.ann_path, f"{self.ann_path}: image id {image_id} has no file_name",
                          "unreadable_annotation")
             return None
-        anns = self.coco.imgToAnns.get(image_id, [])
-        for a in anns:
-            name = self.names_by_id.get(a.get("category_id"))
-            if name is None:
-                self.problem(self.ann_path, f"{self.ann_path}: annotation {a.get('id')} of {path.name} has "
-                             f"category_id {a.get('category_id')}, which is not in 'categories'",
-                             "unknown_class", path, str(a.get("category_id")))
-            elif a["category_id"] not in cat_to_label:
-                self.problem(self.ann_path, f"{self.ann_path}: {path.name} has a '{name}' box, which is not "
-                             f"in the config's class_names", "unknown_class", path, name)
-        anns = [a for a in anns if a.get("category_id") in cat_to_label]
-        try:
-            xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
-        except (KeyError, ValueError, TypeError):
-            self.problem(self.ann_path, f"{self.ann_path}: an annotation of {path.name} has a missing or "
-                         "malformed bbox (expected [x, y, w, h])", "unreadable_annotation", path)
-            return None
-        width, height = int(info.get("width") or 0), int(info.get("height") or 0)
-        if width <= 0 or height <= 0:
+        path = self.img_dir / info["file_name"]
+        boxes, labels, ignore, names = [], [], [], []
+        for a in self.coco.imgToAnns.get(image_id, []):
+            where = f"annotation {a['id']} ({path.name})"
+            label = self._label(a, where, path, cat_to_label)
+            box = self._box(a, where, path) if label is not None else None
+            if label is not None and box is None:
+                return None
+            if box is not None:
+                boxes.append(box)
+                labels.append(label)
+                ignore.append(bool(a.get("iscrowd", 0)))
+                names.append(where)
+        height, width = positive_int(info.get("height")), positive_int(info.get("width"))
+        if not (height and width):
             try:
                 height, width = image_size(path)
                 self.quirks.add("images without width/height (read from the file)")
@@ -134,14 +141,56 @@ class CocoDetection(DetectionDataset):
                 self.problem(path, f"{self.ann_path}: {path.name} has no width/height and the file is "
                              f"unreadable: {e}", kind, path)
                 return None
-        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-        boxes, keep = sanitize_boxes(boxes, width, height, self.quirks)
+        xywh = np.array(boxes, np.float32).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)  # x2 = x + w in float32
+        boxes, keep = sanitize_boxes(boxes, width, height, self.quirks, names)
         return ImageRecord(
             image_id=int(image_id), path=path, height=height, width=width, boxes=boxes[keep],
-            labels=np.array([cat_to_label[a["category_id"]] for a in anns], np.int64)[keep],
-            ignore=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)[keep],
+            labels=np.array(labels, np.int64)[keep], ignore=np.array(ignore, bool)[keep],
             annotation=str(self.ann_path),
         )
+
+    def _label(self, ann: dict, where: str, path: Path, cat_to_label: dict[int, int]) -> int | None:
+        """The annotation's label, or None (a problem recorded unless it is merely unlisted)."""
+        name = self.names_by_id.get(ann["category_id"])
+        if name is None:
+            self.problem(self.ann_path, f"{self.ann_path}: {where} has category_id {ann['category_id']}, "
+                         "which is not in 'categories'", "unknown_class", path, str(ann["category_id"]),
+                         fix=f"add the category to 'categories' or correct the annotation, or {SKIP_HINT}")
+            return None
+        if ann["category_id"] not in cat_to_label:
+            self.problem(self.ann_path, f"{self.ann_path}: {where} is a '{name}' box, which is not in the "
+                         "config's class_names", "unknown_class", path, name, fix=UNKNOWN_CLASS_FIX)
+            return None
+        return cat_to_label[ann["category_id"]]
+
+    def _box(self, ann: dict, where: str, path: Path) -> list[float] | None:
+        """An annotation's [x, y, w, h] bbox, or None after recording a problem: a missing, short or
+        non-finite (NaN, Infinity) bbox must not reach training or evaluation."""
+        bbox = ann.get("bbox")
+        values = ([finite_number(v) if isinstance(v, (int, float)) else None for v in bbox]
+                  if isinstance(bbox, list) and len(bbox) == 4 else [None])
+        if any(v is None for v in values):
+            self.problem(self.ann_path, f"{self.ann_path}: {where}: bbox {json.dumps(bbox)} is not "
+                         "[x, y, w, h] of finite numbers", "bad_box", path)
+            return None
+        return values
+
+    def no_boxes_reason(self) -> str | None:
+        """What the file itself lacks (annotations, boxes other than crowd regions), or the generic
+        reason."""
+        reason = super().no_boxes_reason()
+        if reason is None or self.skipped:
+            return reason
+        anns = self.coco.dataset.get("annotations")
+        if "annotations" not in self.coco.dataset:
+            return f"the file has no 'annotations' key ({self.listed} images)"
+        if not anns:
+            return f"its 'annotations' list is empty ({self.listed} images)"
+        if all(a.get("iscrowd") for a in anns):
+            return (f"its {len(anns)} annotations are all crowd regions (iscrowd: 1), which neither train "
+                    "nor count in evaluation")
+        return reason
 
     def to_coco(self) -> dict:
         """The annotation file itself: evaluation uses the dataset's own ids, areas and crowd flags."""
@@ -152,3 +201,45 @@ class CocoDetection(DetectionDataset):
             "images": [i for i in data["images"] if i["id"] in kept],
             "annotations": [a for a in data.get("annotations", []) if a["image_id"] in kept],
         }
+
+
+def load_coco(path: Path) -> COCO:
+    """pycocotools' index of a COCO instances file whose structure has been checked first, so that
+    any other JSON fails with one line naming the file and the entry."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cannot read COCO annotation file {path}: not valid JSON ({e}); "
+                           f"{REFORMAT}") from None
+    except OSError as e:
+        raise DatasetError(f"cannot read COCO annotation file {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path} is not a COCO instances file: it holds a JSON {type(data).__name__}, "
+                           f"not an object; {REFORMAT}")
+    for key in REQUIRED:
+        if key not in data and key != "annotations":  # no annotations: an unlabelled set, said later
+            raise DatasetError(f"{path}: the '{key}' list is missing; {REFORMAT}")
+        if not isinstance(data.get(key, []), list):
+            raise DatasetError(f"{path}: '{key}' is not a list; {REFORMAT}")
+        for i, entry in enumerate(data.get(key, [])):
+            _check_entry(path, key, i, entry)
+    coco = COCO()
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.dataset = data
+        coco.createIndex()
+    return coco
+
+
+def _check_entry(path: Path, key: str, index: int, entry: object) -> None:
+    if not isinstance(entry, dict):
+        raise DatasetError(f"{path}: {key}[{index}] is not an object; {REFORMAT}")
+    missing = [f"integer '{k}'" for k in REQUIRED[key] if not _is_int(entry.get(k))]
+    if key == "categories" and "name" not in entry:
+        missing.append("'name'")
+    if missing:
+        named = f" (id {entry['id']})" if "id" in entry else ""
+        raise DatasetError(f"{path}: {key}[{index}]{named} has no {' or '.join(missing)}; {REFORMAT}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -8,7 +8,10 @@ xmax - xmin + 1 pixels. Writers (synthetic set, exports) apply the inverse.
 Real-world XML quirks are fixed and counted, and reported once per dataset: a foreign absolute
 <path> or a <filename> that differs from the file (ignored: the image is found by id), a missing
 <size> (read from the image), float coordinates (kept as floats), degenerate boxes (dropped),
-boxes reaching out of the image (clipped; dropped when nothing is left).
+boxes reaching out of the image (clipped; dropped when nothing is left); the boxes changed or dropped
+are named (file and object) in a warning. Bad input is an error naming the file and the object, or
+drops the image under data.on_error=skip: an unreadable XML, an unknown class, a missing, empty or
+non-finite (NaN, inf) coordinate.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import numpy as np
 from ...errors import ConfigError, DatasetError, choices_text, did_you_mean
 from ...registry import DATASETS
 from ...structures import Sample
-from .base import DetectionDataset, ImageRecord, class_problem, image_size, sanitize_boxes
+from .base import DetectionDataset, class_problem
+from .records import ImageRecord, finite_number, image_size, positive_int, read_list, sanitize_boxes
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -31,6 +35,7 @@ VOC_CLASSES = (
 
 LAYOUT = "<root>/Annotations/<id>.xml, <root>/JPEGImages/<id>.jpg, <root>/ImageSets/Main/<split>.txt"
 DIFFICULT = ("ignore", "positive", "drop")
+COORDS = ("xmin", "ymin", "xmax", "ymax")
 
 
 @DATASETS.register()
@@ -67,16 +72,18 @@ class VOCDetection(DetectionDataset):
         self.split, self.difficult, self.img_ext = split, difficult, img_ext
         if not self.root.is_dir():
             raise DatasetError(f"VOC dataset root not found: '{self.root}'. "
-                               f"Expected the Pascal VOC layout {LAYOUT}")
+                               f"Expected the Pascal VOC layout {LAYOUT}; point data.root at it")
         list_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
         if not list_file.is_file():
             found = sorted(p.stem for p in (self.root / "ImageSets" / "Main").glob("*.txt"))
             raise DatasetError(
                 f"VOC split list not found: '{list_file}'.{did_you_mean(split, found)} "
-                f"Splits there: {choices_text(found)}. Expected the layout {LAYOUT}"
+                f"Splits there: {choices_text(found)}. Expected the layout {LAYOUT}; name one of "
+                "those splits, or write the list"
             )
         self.source = str(list_file)
-        ids = [line.strip().split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        ids = [line.split()[0] for line in read_list(list_file, "split list")]
+        self.listed = len(ids)
         self.class_to_label = {name: i for i, name in enumerate(self.class_names)}
         for index, name in enumerate(ids):
             rec = self._parse(index, name)
@@ -94,7 +101,7 @@ class VOCDetection(DetectionDataset):
             self.problem(xml_path, f"annotation file not found: {xml_path} (listed in {self.source})",
                          "missing_annotation", img_path)
             return None
-        except ET.ParseError as e:
+        except (ET.ParseError, OSError) as e:  # OSError: a folder, no permission
             self.problem(xml_path, f"cannot parse annotation file {xml_path}: {e}", "unreadable_annotation",
                          img_path)
             return None
@@ -102,22 +109,25 @@ class VOCDetection(DetectionDataset):
         height, width = self._size(root, xml_path, img_path)
         if height <= 0:
             return None
-        boxes, labels, ignore = [], [], []
-        for obj in root.iter("object"):
+        boxes, labels, ignore, names = [], [], [], []
+        for k, obj in enumerate(root.iter("object"), 1):
             cls = (obj.findtext("name") or "").strip()
             if cls not in self.class_to_label:
                 class_problem(self, xml_path, cls, img_path, did_you_mean(cls, self.class_names))
                 continue
             difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true")
             if difficult and self.difficult == "drop":
+                self.quirks.add("difficult objects dropped (difficult=drop)")
                 continue
-            box = self._box(obj, xml_path, cls, img_path)
+            box = self._box(obj, f"object {k} ('{cls}')", xml_path, img_path)
             if box is None:
                 return None
             boxes.append(box)
             labels.append(self.class_to_label[cls])
             ignore.append(difficult and self.difficult == "ignore")
-        boxes, keep = sanitize_boxes(np.array(boxes, np.float32).reshape(-1, 4), width, height, self.quirks)
+            names.append(f"{xml_path.name} (object {k} '{cls}')")
+        boxes, keep = sanitize_boxes(np.array(boxes, np.float32).reshape(-1, 4), width, height, self.quirks,
+                                     names)
         return ImageRecord(
             image_id=index, path=img_path, height=height, width=width, boxes=boxes[keep],
             labels=np.array(labels, np.int64)[keep], ignore=np.array(ignore, bool)[keep],
@@ -138,11 +148,9 @@ class VOCDetection(DetectionDataset):
 
     def _size(self, root: ET.Element, xml_path: Path, img_path: Path) -> tuple[int, int]:
         size = root.find("size")
-        try:
-            width, height = int(float(size.findtext("width"))), int(float(size.findtext("height")))
-        except (AttributeError, TypeError, ValueError):
-            width = height = 0
-        if width > 0 and height > 0:
+        width = positive_int(size.findtext("width")) if size is not None else 0
+        height = positive_int(size.findtext("height")) if size is not None else 0
+        if width and height:
             return height, width
         try:
             height, width = image_size(img_path)
@@ -151,18 +159,27 @@ class VOCDetection(DetectionDataset):
             self.problem(img_path, f"{xml_path} has no <size> and its image {img_path} is unreadable: {e}",
                          kind, img_path)
             return 0, 0
-        self.quirks.add("<size> missing (read from the image)")
+        self.quirks.add("<size> missing (read from the image)" if size is None
+                        else "<size> without a usable width and height (read from the image)")
         return height, width
 
-    def _box(self, obj: ET.Element, xml_path: Path, cls: str, img_path: Path) -> list[float] | None:
+    def _box(self, obj: ET.Element, what: str, xml_path: Path, img_path: Path) -> list[float] | None:
+        """The object's box in the project's convention, or None after recording a problem: a missing,
+        empty or non-finite coordinate (NaN, inf) must not reach training."""
         bnd = obj.find("bndbox")
-        try:
-            texts = [bnd.findtext(k).strip() for k in ("xmin", "ymin", "xmax", "ymax")]
-            xmin, ymin, xmax, ymax = (float(t) for t in texts)
-        except (AttributeError, TypeError, ValueError):
-            self.problem(xml_path, f"{xml_path}: an object of class '{cls}' has a missing or non-numeric "
-                         "<bndbox>", "unreadable_annotation", img_path)
+        texts = [bnd.findtext(k) if bnd is not None else None for k in COORDS]
+        values = [finite_number(t.strip()) if t is not None else None for t in texts]
+        bad = [f"<{k}> " + ("missing" if t is None else f"'{t.strip()}'")
+               for k, t, v in zip(COORDS, texts, values) if v is None]
+        if bad:
+            self.problem(xml_path, f"{xml_path}: {what}: " + (
+                "no <bndbox>" if bnd is None else f"{', '.join(bad)} in <bndbox>, expected finite numbers"),
+                "bad_box", img_path)
             return None
-        if any(not t.lstrip("-").isdigit() for t in texts):
+        if any(not t.strip().lstrip("-").isdigit() for t in texts):
             self.quirks.add("boxes with float coordinates")
+        xmin, ymin, xmax, ymax = values
         return [xmin - 1, ymin - 1, xmax, ymax]
+
+    def ignored_what(self) -> str:
+        return "difficult objects; VOCDetection's difficult=positive makes them ordinary objects"

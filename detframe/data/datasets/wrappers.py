@@ -14,7 +14,8 @@ from dataclasses import replace
 from ...errors import ConfigError
 from ...registry import DATASETS
 from ...structures import Sample
-from .base import DetectionDataset, ImageRecord, Problem, unique_ids
+from .base import DetectionDataset
+from .records import ImageRecord, Problem, unique_ids
 
 
 @DATASETS.register()
@@ -49,8 +50,10 @@ class ConcatDataset(DetectionDataset):
             records = [replace(r, image_id=i) for i, r in enumerate(records)]
         self.records = records
         for d in datasets:
-            self.quirks.counts.update(d.quirks.counts)
+            self.quirks.update(d.quirks)
             self.problems.extend(d.problems)
+            self.skipped |= d.skipped
+        self.listed = sum(d.listed for d in datasets)
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", {len(self.parts)} parts)"
@@ -80,6 +83,7 @@ class RepeatDataset(DetectionDataset):
         self.category_ids = list(dataset.category_ids)
         self.source = dataset.source
         self.quirks, self.problems = dataset.quirks, dataset.problems
+        self.listed, self.skipped = dataset.listed, dataset.skipped
 
     def __len__(self) -> int:
         return len(self.records) * self.times
@@ -95,6 +99,9 @@ class RepeatDataset(DetectionDataset):
 
     def to_coco(self) -> dict:
         return self.dataset.to_coco()
+
+    def no_boxes_reason(self) -> str | None:
+        return self.dataset.no_boxes_reason()
 
     def __repr__(self) -> str:
         return f"RepeatDataset({self.times} x {self.dataset!r})"

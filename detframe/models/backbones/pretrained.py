@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from ...errors import ConfigError, choices_text
+from ...weights import FEW, describe_partial, load_weights_into, read_torch_file, state_dict_in
 
 log = logging.getLogger(__name__)
 
@@ -87,34 +88,23 @@ def _check_reachable(url: str, timeout: float = 10.0) -> None:
 
 def read_state_dict(path: Path, where: str) -> dict[str, torch.Tensor]:
     """A state dict saved with torch.save: a plain one, or nested under "state_dict" / "model" (the
-    checkpoints of detframe, mmdetection and torchvision's references)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConfigError(
-            f"{where}: cannot read '{path}' as a PyTorch state dict ({type(e).__name__}: {e})"
-        ) from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ConfigError(f"{where}: '{path}' holds a {type(state).__name__}, not a state dict")
-    return state
+    checkpoints of detframe, mmdetection and torchvision's references). Read as every weight file is
+    (`detframe.weights`): a file that is not one, or that would run code, is a one-line error."""
+    return state_dict_in(read_torch_file(path, "state dict", where), f"{where}={path}")
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str, where: str) -> None:
-    """Load the tensors of `state` whose names and shapes fit `model`; an error if none does.
+    """Load the tensors of `state` whose names and shapes fit `model`; an error if no parameter does, a
+    warning when fewer than half do.
 
     Tensors whose shape differs are skipped (a classifier for another number of classes, say) and
     counted in the log line, as are missing and unexpected names.
     """
-    own = model.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not fitting:
-        raise ConfigError(
-            f"{where}: none of the {len(state)} tensors in '{source}' fit {type(model).__name__} "
-            f"(its names look like '{next(iter(own), '')}'; the file's like '{next(iter(state), '')}')"
-        )
-    model.load_state_dict(fitting, strict=False)
-    log.info("%s: loaded %d of %d tensors from %s (%d of the file's skipped: other names or shapes)",
-             where, len(fitting), len(own), source, len(state) - len(fitting))
+    match = load_weights_into(model, state, f"{where}={source}", strict=False,
+                              hint=f"Its names look like '{next(iter(model.state_dict()), '')}', the file's "
+                                   f"like '{next(iter(state), '')}'")
+    line = describe_partial(match, f"{where}={source}")
+    if match.params_fraction < FEW:
+        log.warning("%s: is it the %s's weights?", line, type(model).__name__)
+    else:
+        log.info("%s", line)
