@@ -22,8 +22,9 @@ def run(tool: str, args: list[str], cwd: Path, timeout: int = 300) -> subprocess
 
 def run_main(tool: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """The same tool's `main(argv)` in this process, its printed output captured: the same code from the
-    command line on, without the ~4 s of a new interpreter importing torch. For inputs that stop the
-    tool with a printed error; the few that only log (warnings) need `run`.
+    command line on, without the ~4 s of a new interpreter importing torch. The tool sets up logging
+    as it does in a process of its own (pytest's handlers are set aside meanwhile), so its warnings are
+    in the captured output too.
 
     The tool's exit status is its return value or its `sys.exit` code. The logging set-up a training
     run makes (Hydra's job: console and train.log handlers) is undone afterwards.
@@ -33,6 +34,7 @@ def run_main(tool: str, args: list[str], cwd: Path) -> subprocess.CompletedProce
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
     handlers, level, here = list(root.handlers), root.level, os.getcwd()
+    root.handlers[:] = []  # so the tool's own logging set-up (basicConfig, Hydra's) writes into `err`/`out`
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ..data.test_datasets import write_yolo
-from .helpers import TINY_TRAIN, assert_fails, run
+from .helpers import TINY_TRAIN, assert_fails, run, run_main
 
 pytestmark = pytest.mark.slow  # 33 subprocesses of 5-10 s each: about 3 minutes on 2 cores
 
@@ -196,4 +196,4 @@ def test_bad_data_input(case, tiny_sets, tmp_path):
         results = tmp_path / "results.json"
         results.write_text(json.dumps([{"image_id": 9, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 1}]))
         args = [f"results={results}", *args]
-    assert_fails(run(tool, args, cwd=tmp_path), *culprits, status=status)
+    assert_fails(run_main(tool, args, cwd=tmp_path), *culprits, status=status)
