@@ -1,7 +1,7 @@
 """The bad-input catalogue, checkpoints and results files: what `resume=`, `load_from=`, `tools/eval.py
 checkpoint=` and `tools/eval.py results=` do with a file that is not what they expect.
 
-Every case runs the real tool in a subprocess and asserts the exit status, that the message names the file
+Every case runs the real tool (its main, in this process) and asserts the exit status, that the message names the file
 (and the entry or tensor where there is one), and that no traceback is printed. The checkpoints are state
 dicts of freshly built models saved with `save_checkpoint`, as the runner saves them: no training needed.
 """
@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ..conftest import FAST, compose
-from .helpers import TINY_TRAIN, assert_fails, assert_warns, run
+from .helpers import TINY_TRAIN, assert_fails, assert_warns, run_main
 
 pytestmark = pytest.mark.slow
 
@@ -76,12 +76,12 @@ class Evil:
 
 
 def train(tiny_shapes, tmp_path, *extra: str):
-    return run("train", [f"data.root={tiny_shapes}", *TINY_TRAIN, *extra], cwd=tmp_path)
+    return run_main("train", [f"data.root={tiny_shapes}", *TINY_TRAIN, *extra], cwd=tmp_path)
 
 
 def evaluate(tiny_shapes, tmp_path, *extra: str):
     args = [f"data.root={tiny_shapes}", "data.num_workers=0", "plots=false", *extra]
-    return run("eval", args, cwd=tmp_path)
+    return run_main("eval", args, cwd=tmp_path)
 
 
 # --- files that are not checkpoints, through each of the three arguments ---------------------------------

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from ..data.test_datasets import write_yolo
-from .helpers import TINY_TRAIN, assert_fails, run, run_main
+from .helpers import TINY_TRAIN, assert_fails, run_main
 
-pytestmark = pytest.mark.slow  # 33 subprocesses of 5-10 s each: about 3 minutes on 2 cores
+pytestmark = pytest.mark.slow  # 33 runs of a tool (in this process), 1-3 s each
 
 SKIP = "data.on_error=skip"
 LAYOUT_ARGS = {
