@@ -1,9 +1,10 @@
 """The bad-input catalogue, checkpoints and results files: what `resume=`, `load_from=`, `tools/eval.py
 checkpoint=` and `tools/eval.py results=` do with a file that is not what they expect.
 
-Every case runs the real tool (its main, in this process) and asserts the exit status, that the message names the file
-(and the entry or tensor where there is one), and that no traceback is printed. The checkpoints are state
-dicts of freshly built models saved with `save_checkpoint`, as the runner saves them: no training needed.
+Every case runs the real tool (its main, in this process) and asserts the exit status, that the message
+names the file (and the entry or tensor where there is one), and that no traceback is printed. The
+checkpoints are state dicts of freshly built models saved with `save_checkpoint`, as the runner saves
+them: no training needed.
 """
 from __future__ import annotations
 
