@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ..data.collate import Collate
 from ..data.imagefile import read_image
 from ..data.transforms import build_pipeline
-from ..errors import ConfigError, UserError, choices_text
+from ..errors import ConfigError, UserError
 from ..structures import Detections, Sample
 from .results import Prediction
 
@@ -78,7 +78,8 @@ class Detector:
             device: auto | cpu | cuda | cuda:N.
             score_threshold: the model's score threshold (`model.head.score_threshold`, higher or lower
                 than the trained config's); default: the config's.
-            max_detections: the model's detections per image (`model.head.max_detections`).
+            max_detections: the model's detections per image (`model.head.max_detections`); with
+                `classes`, the detections kept per image of those classes (the model's own cap stays).
             size: the input size instead of `pipeline.size` (an int or [h, w]): every `size` of the
                 `pipeline.val` transforms is set to it.
             classes: keep only these classes (names or indices).
@@ -89,7 +90,9 @@ class Detector:
         if path.suffix.lower() == ".onnx":
             model, config = _load_onnx(path, device)
         else:
-            model, config = _load_torch(path, device, score_threshold, max_detections, size, overrides)
+            # with a class filter the cap applies after it, not inside the model (before it)
+            head_max = max_detections if classes is None else None
+            model, config = _load_torch(path, device, score_threshold, head_max, size, overrides)
         return cls(model, config, _model_device(model, device), score_threshold=score_threshold,
                    max_detections=max_detections, classes=classes, batch_size=batch_size)
 
@@ -156,7 +159,7 @@ def class_indices(classes: Sequence[str | int], names: Sequence[str]) -> list[in
             found.append(int(text))
         else:
             raise ConfigError(f"classes: unknown class '{text}'; the model's classes are "
-                              f"{choices_text(names)} (or their indices 0..{len(names) - 1})")
+                              f"{', '.join(names)} (or their indices 0..{len(names) - 1})")
     return found
 
 
