@@ -42,7 +42,7 @@ class Detector:
             torch detector, in eval mode on `device`, or an exported model's runner.
         config: the run config the model was trained with: `data.class_names`, `pipeline.val` and
             `data.size_divisor` are used.
-        device: where the batches go.
+        device: where the batches go: auto (CUDA when available), cpu, cuda, cuda:N.
         score_threshold: drop detections scoring at or below this. It can only remove what `model` gives:
             the model's own threshold (`model.head.score_threshold`) applies first; `from_checkpoint`
             sets that one too, so there a lower value does lower it.
@@ -54,9 +54,11 @@ class Detector:
     def __init__(self, model: Any, config: DictConfig, device: str | torch.device = "cpu", *,
                  score_threshold: float | None = None, max_detections: int | None = None,
                  classes: Sequence[str | int] | None = None, batch_size: int = 8) -> None:
+        if isinstance(model, torch.nn.Module):
+            model.eval()
         self.model = model
         self.config = config
-        self.device = torch.device(device)
+        self.device = _device(device)
         self.class_names = [str(n) for n in config.data.class_names]
         self.score_threshold = score_threshold
         self.max_detections = max_detections
@@ -126,6 +128,8 @@ class Detector:
     @torch.no_grad()
     def predict_batch(self, images: Sequence[np.ndarray], sources: Sequence[str]) -> list[Prediction]:
         """One forward pass over `images` (uint8 RGB [H, W, 3] arrays)."""
+        if len(images) == 0:
+            return []
         samples = [self.transforms(_sample(image, i, source))
                    for i, (image, source) in enumerate(zip(images, sources))]
         batch = self.collate(samples).to(self.device)
@@ -241,6 +245,11 @@ def _load_onnx(path: Path, device: str) -> tuple[Any, DictConfig]:
 def _model_device(model: Any, device: str) -> torch.device:
     """Where the model's batches go: its parameters' device (a torch model), else the device asked for."""
     parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-    if parameter is not None:
-        return parameter.device
-    return torch.device("cpu") if device == "auto" else torch.device(device)
+    return parameter.device if parameter is not None else _device(device)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """`auto` (CUDA when available), cpu, cuda, cuda:N, checked to exist."""
+    from ..engine.setup import select_device
+
+    return device if isinstance(device, torch.device) else select_device(str(device))
