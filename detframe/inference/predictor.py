@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ..data.collate import Collate
 from ..data.imagefile import read_image
 from ..data.transforms import build_pipeline
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, DatasetError, UserError
 from ..structures import Detections, Sample
 from .results import Prediction
 
@@ -90,7 +90,12 @@ class Detector:
         """
         path = Path(path).expanduser()
         if path.suffix.lower() == ".onnx":
+            if overrides:
+                raise ConfigError(f"{' '.join(overrides)}: config overrides apply to a .pt checkpoint; the "
+                                  f"model in {path} was fixed at export")
             model, config = _load_onnx(path, device)
+            if size is not None:
+                _set_size(config, size)  # an export with a fixed input size refuses other sizes
         else:
             # with a class filter the cap applies after it, not inside the model (before it)
             head_max = max_detections if classes is None else None
@@ -170,7 +175,10 @@ def class_indices(classes: Sequence[str | int], names: Sequence[str]) -> list[in
 def load_image(item: Any) -> tuple[np.ndarray, str]:
     """(uint8 RGB [H, W, 3], source text) of a path, an array or a PIL image; one-line error otherwise."""
     if isinstance(item, (str, Path)):
-        return read_image(Path(item).expanduser()), str(item)
+        try:
+            return read_image(Path(item).expanduser()), str(item)
+        except DatasetError as e:  # without the dataset advice (data.on_error) that follows the ';'
+            raise UserError(str(e).split(";")[0]) from None
     if isinstance(item, np.ndarray):
         if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
             raise UserError(f"an image array must be uint8 RGB [H, W, 3]; got {item.dtype} "

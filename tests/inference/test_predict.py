@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -123,13 +125,25 @@ def test_api_path_array_pil_list_and_batch_size(detector, tiny_shapes):
     assert set(entry["detections"][0]) == {"label", "class_name", "score", "bbox", "bbox_xyxy"}
 
 
-def test_api_refuses_what_is_no_image(detector):
+def test_api_refuses_what_is_no_image(detector, tmp_path):
     from detframe.errors import UserError
 
     with pytest.raises(UserError, match="uint8 RGB"):
         detector(np.zeros((8, 8), np.float32))
     with pytest.raises(UserError, match="cannot predict on a int"):
         detector(3)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(UserError, match="cannot decode image file .*broken.jpg"):
+        detector(tmp_path / "broken.jpg")
+    assert detector([]) == []
+
+
+def test_import_detframe_stays_light():
+    """`detframe.Detector` is imported on first use: `import detframe` loads neither torch nor the API."""
+    code = ("import sys, detframe; assert 'torch' not in sys.modules; "
+            "from detframe import Detector; from detframe.models.detectors.base import Detector as Model; "
+            "assert Detector.__module__ == 'detframe.inference.predictor' and Detector is not Model")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 def test_threshold_max_detections_classes_and_size(checkpoint, tiny_shapes):
