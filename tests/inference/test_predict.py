@@ -140,10 +140,12 @@ def test_api_refuses_what_is_no_image(detector, tmp_path):
 
 def test_import_detframe_stays_light():
     """`detframe.Detector` is imported on first use: `import detframe` loads neither torch nor the API."""
-    code = ("import sys, detframe; assert 'torch' not in sys.modules; "
-            "from detframe import Detector; from detframe.models.detectors.base import Detector as Model; "
-            "assert Detector.__module__ == 'detframe.inference.predictor' and Detector is not Model")
+    from detframe import Detector
+    from detframe.models.detectors.base import Detector as Model
+
+    code = "import sys, detframe; assert not {'torch', 'detframe.inference'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+    assert Detector.__module__ == "detframe.inference.predictor" and Detector is not Model
 
 
 def test_threshold_max_detections_classes_and_size(checkpoint, tiny_shapes):
