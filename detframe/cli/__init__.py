@@ -7,6 +7,7 @@ the engine and the data, evaluation and model packages. Nothing else in detframe
     check-dataset     cli/dataset_tools.py        detframe-check-dataset    python tools/check_dataset.py
     browse-dataset    cli/dataset_tools.py        detframe-browse-dataset   python tools/browse_dataset.py
     anchors           cli/anchors.py              detframe-anchors          python tools/anchors.py
+    export            cli/export.py               detframe-export           python tools/export.py
 
 `python -m detframe <tool> [args]` runs any of them.
 """
@@ -22,6 +23,7 @@ TOOLS = {
     "check-dataset": ("detframe.cli.dataset_tools", "check_main"),
     "browse-dataset": ("detframe.cli.dataset_tools", "browse_main"),
     "anchors": ("detframe.cli.anchors", "main"),
+    "export": ("detframe.cli.export", "main"),
 }
 
 

@@ -52,6 +52,7 @@ class ExportGraph(nn.Module):
         self.score_threshold = float(settings["score_threshold"])
         self.nms_iou = float(settings["nms_iou"])
         self.max_detections = int(settings["max_detections"])
+        self.eval()  # an inference graph: batch norm from its running statistics
 
     @property
     def output_names(self) -> tuple[str, ...]:

@@ -46,6 +46,8 @@ def export_onnx(graph: ExportGraph, path: str | Path, example: Tensor, *, dynami
     path = Path(path)
     with warnings.catch_warnings():  # the tracer's notes on shapes it records as constants (the priors)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter's notices
+        warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=opset,
                           input_names=["images"], output_names=list(graph.output_names),
                           dynamic_axes=dynamic_axes(graph, dynamic))

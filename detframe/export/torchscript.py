@@ -19,6 +19,8 @@ def export_torchscript(graph: ExportGraph, path: str | Path, example: Tensor,
     path = Path(path)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter's notices
+        warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(graph, (example,), check_trace=False)
     torch.jit.save(traced, str(path), _extra_files=dict(metadata or {}))
     return path

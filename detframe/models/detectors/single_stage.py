@@ -40,8 +40,9 @@ class SingleStageDetector(Detector):
         self.register_buffer("pixel_std", std, persistent=True)
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 (or float 0..255) [B, 3, H, W] -> normalised float."""
-        return (images.float() - self.pixel_mean) / self.pixel_std
+        """uint8 (or float 0..255) [B, 3, H, W] -> normalised, in the dtype of the statistics (float32;
+        float16 in a model made `.half()` for export)."""
+        return (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
 
     def forward(self, images: Tensor):
         """The head's raw outputs for uint8 images [B, 3, H, W] (this family's own; not the contract)."""
