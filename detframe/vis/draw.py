@@ -72,22 +72,39 @@ def class_colours(num_classes: int) -> list[tuple[int, int, int]]:
 def draw_sample(sample, class_names: Sequence[str]) -> np.ndarray:
     """The sample's image (uint8 RGB [H, W, 3]) with its boxes (torchvision's draw_bounding_boxes)
     and class names drawn; ignored (difficult / crowd) boxes in grey."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    if len(sample.boxes) == 0:
-        return np.ascontiguousarray(sample.image)
     palette = class_colours(len(class_names))
     colours = [(160, 160, 160) if ig else palette[int(i)] for i, ig in zip(sample.labels, sample.ignore)]
-    h, w = sample.image.shape[:2]
-    image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
+    texts = [class_names[int(label)] + (" (ignored)" if ignored else "")
+             for label, ignored in zip(sample.labels, sample.ignore)]
+    return _boxes_with_text(sample.image, sample.boxes, colours, texts)
+
+
+def draw_detections(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
+                    texts: Sequence[str]) -> np.ndarray:
+    """`image` (uint8 RGB [H, W, 3]) with `boxes` (float [K, 4] xyxy pixels) drawn in their class's colour
+    (`labels`: int [K] class indices), each with its text ("name 0.87") on a tag above it."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    palette = class_colours(int(labels.max()) + 1 if len(labels) else 0)
+    return _boxes_with_text(image, np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+                            [palette[int(i)] for i in labels], texts)
+
+
+def _boxes_with_text(image: np.ndarray, boxes: np.ndarray, colours: Sequence[tuple[int, int, int]],
+                     texts: Sequence[str]) -> np.ndarray:
+    """Boxes by torchvision's draw_bounding_boxes, each text on a tag of its box's colour (PIL)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if len(boxes) == 0:
+        return np.ascontiguousarray(image)
+    h, w = image.shape[:2]
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     drawn = Image.fromarray(
-        draw_bounding_boxes(image, torch.from_numpy(sample.boxes), colors=colours,
+        draw_bounding_boxes(tensor, torch.as_tensor(boxes, dtype=torch.float32), colors=list(colours),
                             width=max(1, round(max(h, w) / 320))).permute(1, 2, 0).numpy())
     # torchvision draws labels in PIL's 10 px bitmap font unless given a font file; a scaled one reads better.
     font = ImageFont.load_default(size=max(10, round(max(h, w) / 40)))
     draw = ImageDraw.Draw(drawn)
-    for box, label, ignored, colour in zip(sample.boxes, sample.labels, sample.ignore, colours):
-        text = class_names[int(label)] + (" (ignored)" if ignored else "")
+    for box, text, colour in zip(boxes, texts, colours):
         x, y = float(box[0]), float(box[1])
         left, top, right, bottom = draw.textbbox((x, y), text, font=font)
         y -= (bottom - top) if y - (bottom - top) >= 0 else 0
