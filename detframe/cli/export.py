@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from ..errors import ConfigError
 from ..rules import DEVICE, SIZE, NonEmpty, OneOf, Range
@@ -123,15 +123,23 @@ def _config(checkpoint: Path, own: dict[str, Any], rest: list[str]) -> tuple[Any
 
     state = load_checkpoint(checkpoint, "checkpoint")
     cfg = load_run_config(checkpoint, state)
-    overrides = list(rest)
+    cfg = apply_overrides(cfg, rest)
     if "size" in own:
-        size = own["size"]
-        overrides.append(f"pipeline.size={size if isinstance(size, int) else list(size)}")
-    cfg = apply_overrides(cfg, overrides)
+        _set_size(cfg, own["size"])
     import_modules(cfg.get("custom_imports") or [])
     check_config(cfg)
     check_components(cfg, ("model",))
     return cfg, state
+
+
+def _set_size(cfg: Any, size: int | list[int]) -> None:
+    """`pipeline.size` and the `size` of every `pipeline.val` transform (a saved config holds them
+    resolved): the metadata's config then preprocesses for the exported size."""
+    with open_dict(cfg):
+        cfg.pipeline.size = size
+        for node in cfg.pipeline.val or []:
+            if "size" in node:
+                node.size = size
 
 
 def _model(cfg: Any, state: dict[str, Any], checkpoint: Path, device: Any, half: bool) -> Any:

@@ -81,8 +81,12 @@ class ExportedDetector:
 
     def _detect(self, images: Tensor) -> tuple[Tensor, ...]:
         """(boxes, scores, labels, num_detections) of the graph, NMS applied here for a raw export
-        (class-aware, over all priors: without the heads' top-k, so it may keep a few more pairs)."""
-        outputs = self.run(images)
+        (class-aware, over all priors: without the heads' top-k, so it may keep a few more pairs).
+        A fixed-batch graph gets its last, smaller chunk padded with blank images."""
+        n = len(images)
+        if self.batch_size and n < self.batch_size:
+            images = torch.cat([images, images.new_zeros((self.batch_size - n, *images.shape[1:]))])
+        outputs = [o[:n] for o in self.run(images)]
         if self.has_nms:
             return tuple(outputs)
         boxes, scores = outputs

@@ -19,15 +19,16 @@ def export_torchscript(graph: ExportGraph, path: str | Path, example: Tensor,
     path = Path(path)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter's notices
-        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notices
         traced = torch.jit.trace(graph, (example,), check_trace=False)
-    torch.jit.save(traced, str(path), _extra_files=dict(metadata or {}))
+        torch.jit.save(traced, str(path), _extra_files=dict(metadata or {}))
     return path
 
 
 def read_extra_files(path: str | Path, names: list[str]) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
     """The module saved at `path` and its extra files `names` (empty strings for those missing)."""
     extra = {name: "" for name in names}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return module, {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}

@@ -166,18 +166,3 @@ def test_torchscript_equals_predict(tmp_path):
     assert config.a == 1 and scripted.class_names == list(cfg.data.class_names)
     batch = synthetic_batch(4, seed=7)
     assert_same(model.predict(batch), scripted.predict(batch))
-
-
-def test_raw_outputs_are_the_decoded_priors(tmp_path):
-    """nms=false: every prior's boxes and scores, as `decode` gives them."""
-    import onnxruntime as ort
-
-    from detframe.export import ExportGraph, export_onnx
-
-    _, model = build("yolov3")
-    path = export_onnx(ExportGraph(model, nms=False), tmp_path / "raw.onnx", blank(1))
-    images = synthetic_batch(2, seed=3).images
-    boxes, scores = ort.InferenceSession(str(path)).run(None, {"images": images.numpy()})
-    ref_boxes, ref_scores = model.decode(images)
-    torch.testing.assert_close(torch.from_numpy(boxes), ref_boxes, atol=1e-3, rtol=0)
-    torch.testing.assert_close(torch.from_numpy(scores), ref_scores, atol=1e-4, rtol=0)
