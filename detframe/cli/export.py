@@ -95,8 +95,9 @@ def _parse(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
         raise ConfigError("dynamic=all: not supported: the heads' priors are laid out for one input size "
                           "when traced, so another height or width would decode wrong boxes; use "
                           "dynamic=batch and size=H,W (one file per input size)")
-    if own["format"] == "torchscript" and "opset" in [a.split("=", 1)[0] for a in args]:
-        raise ConfigError("opset: an ONNX setting; format=torchscript has none")
+    opset = [a for a in args if a.startswith("opset=")]
+    if own["format"] == "torchscript" and opset:
+        raise ConfigError(f"{opset[-1]}: an ONNX setting; format=torchscript has none")
     return own, rest
 
 
