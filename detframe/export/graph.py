@@ -72,15 +72,20 @@ class ExportGraph(nn.Module):
         return top_detections(boxes, scores_bca, selected, self.max_detections)
 
 
+@torch.jit.script_if_tracing
 def nms_indices(boxes: Tensor, scores: Tensor, iou: float, score_threshold: float) -> Tensor:
     """Class-aware NMS per image, as ONNX's NonMaxSuppression returns it: int64 [K, 3] (image, class,
     prior) of the kept pairs. boxes [B, P, 4], scores [B, C, P]; a pair is a candidate when its score
-    is above `score_threshold`. torchvision's `batched_nms` over groups image x class."""
-    num_classes = scores.shape[1]
-    index = torch.nonzero(scores > score_threshold)  # [n, 3]: image, class, prior
-    image, label, prior = index[:, 0], index[:, 1], index[:, 2]
-    kept = batched_nms(boxes[image, prior], scores[image, label, prior], image * num_classes + label, iou)
-    return index[kept]
+    is above `score_threshold`. torchvision's `batched_nms` image by image, as `predict` does (one call
+    over the whole batch would cost the square of the batch's candidates); compiled by TorchScript when
+    traced, so that the loop follows the batch size."""
+    kept = [torch.zeros((0, 3), dtype=torch.long, device=scores.device)]
+    for b in range(scores.shape[0]):
+        index = torch.nonzero(scores[b] > score_threshold)  # [n, 2]: class, prior
+        label, prior = index[:, 0], index[:, 1]
+        keep = batched_nms(boxes[b, prior], scores[b, label, prior], label, iou)
+        kept.append(torch.stack([torch.full_like(keep, b), label[keep], prior[keep]], dim=1))
+    return torch.cat(kept)
 
 
 class NonMaxSuppression(torch.autograd.Function):
