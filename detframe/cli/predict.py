@@ -22,6 +22,8 @@ from ..rules import DEVICE, SIZE, Folder, NonEmpty, Probability, Range
 from .common import Arg, parse_args, run_tool
 
 log = logging.getLogger("detframe")
+# What the summary line says of the files left out.
+SKIPPED = {"unreadable": "unreadable", "not_images": "not images by their suffix", "missing": "missing"}
 
 
 def _size(text: str) -> Any:
@@ -133,7 +135,8 @@ def _predict_images(detector: Any, source: Any, writer: Any) -> dict[str, Any]:
                 writer.add(prediction, source.relative_name(path), image_id=done)
                 done += 1
             bar.update(done + len(skipped) - bar.n)  # unreadable files count as done
-    return {"images": done, "unreadable": len(skipped), "not_images": len(source.not_images)}
+    return {"images": done, "unreadable": len(skipped), "not_images": len(source.not_images),
+            "missing": len(source.missing)}
 
 
 def _predict_video(detector: Any, path: Path, writer: Any, save_video: bool) -> dict[str, Any]:
@@ -183,6 +186,6 @@ def _summary(counts: dict[str, Any], detections: int, out: Path, written: list[s
     if "frames" in counts:
         what = f"{counts['frames']} frames"
     else:
-        skipped = [f"{counts[k]} {k.replace('_', ' ')}" for k in ("unreadable", "not_images") if counts[k]]
-        what = f"{counts['images']} images" + (f" ({', '.join(skipped)} skipped)" if skipped else "")
+        skipped = [f"{counts[k]} {text}" for k, text in SKIPPED.items() if counts[k]]
+        what = f"{counts['images']} images" + (f" (skipped: {', '.join(skipped)})" if skipped else "")
     print(f"predicted {what}: {detections} detections; outputs in {out}/ ({', '.join(written) or 'nothing'})")

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ..data.collate import Collate
 from ..data.imagefile import read_image
 from ..data.transforms import build_pipeline
-from ..errors import ConfigError, UserError, choices_text
+from ..errors import ConfigError, DatasetError, UserError
 from ..structures import Detections, Sample
 from .results import Prediction
 
@@ -42,7 +42,7 @@ class Detector:
             torch detector, in eval mode on `device`, or an exported model's runner.
         config: the run config the model was trained with: `data.class_names`, `pipeline.val` and
             `data.size_divisor` are used.
-        device: where the batches go.
+        device: where the batches go: auto (CUDA when available), cpu, cuda, cuda:N.
         score_threshold: drop detections scoring at or below this. It can only remove what `model` gives:
             the model's own threshold (`model.head.score_threshold`) applies first; `from_checkpoint`
             sets that one too, so there a lower value does lower it.
@@ -54,9 +54,11 @@ class Detector:
     def __init__(self, model: Any, config: DictConfig, device: str | torch.device = "cpu", *,
                  score_threshold: float | None = None, max_detections: int | None = None,
                  classes: Sequence[str | int] | None = None, batch_size: int = 8) -> None:
+        if isinstance(model, torch.nn.Module):
+            model.eval()
         self.model = model
         self.config = config
-        self.device = torch.device(device)
+        self.device = _device(device)
         self.class_names = [str(n) for n in config.data.class_names]
         self.score_threshold = score_threshold
         self.max_detections = max_detections
@@ -78,7 +80,8 @@ class Detector:
             device: auto | cpu | cuda | cuda:N.
             score_threshold: the model's score threshold (`model.head.score_threshold`, higher or lower
                 than the trained config's); default: the config's.
-            max_detections: the model's detections per image (`model.head.max_detections`).
+            max_detections: the model's detections per image (`model.head.max_detections`); with
+                `classes`, the detections kept per image of those classes (the model's own cap stays).
             size: the input size instead of `pipeline.size` (an int or [h, w]): every `size` of the
                 `pipeline.val` transforms is set to it.
             classes: keep only these classes (names or indices).
@@ -87,9 +90,16 @@ class Detector:
         """
         path = Path(path).expanduser()
         if path.suffix.lower() == ".onnx":
+            if overrides:
+                raise ConfigError(f"{' '.join(overrides)}: config overrides apply to a .pt checkpoint; the "
+                                  f"model in {path} was fixed at export")
             model, config = _load_onnx(path, device)
+            if size is not None:
+                _set_size(config, size)  # an export with a fixed input size refuses other sizes
         else:
-            model, config = _load_torch(path, device, score_threshold, max_detections, size, overrides)
+            # with a class filter the cap applies after it, not inside the model (before it)
+            head_max = max_detections if classes is None else None
+            model, config = _load_torch(path, device, score_threshold, head_max, size, overrides)
         return cls(model, config, _model_device(model, device), score_threshold=score_threshold,
                    max_detections=max_detections, classes=classes, batch_size=batch_size)
 
@@ -123,6 +133,8 @@ class Detector:
     @torch.no_grad()
     def predict_batch(self, images: Sequence[np.ndarray], sources: Sequence[str]) -> list[Prediction]:
         """One forward pass over `images` (uint8 RGB [H, W, 3] arrays)."""
+        if len(images) == 0:
+            return []
         samples = [self.transforms(_sample(image, i, source))
                    for i, (image, source) in enumerate(zip(images, sources))]
         batch = self.collate(samples).to(self.device)
@@ -156,14 +168,17 @@ def class_indices(classes: Sequence[str | int], names: Sequence[str]) -> list[in
             found.append(int(text))
         else:
             raise ConfigError(f"classes: unknown class '{text}'; the model's classes are "
-                              f"{choices_text(names)} (or their indices 0..{len(names) - 1})")
+                              f"{', '.join(names)} (or their indices 0..{len(names) - 1})")
     return found
 
 
 def load_image(item: Any) -> tuple[np.ndarray, str]:
     """(uint8 RGB [H, W, 3], source text) of a path, an array or a PIL image; one-line error otherwise."""
     if isinstance(item, (str, Path)):
-        return read_image(Path(item).expanduser()), str(item)
+        try:
+            return read_image(Path(item).expanduser()), str(item)
+        except DatasetError as e:  # without the dataset advice (data.on_error) that follows the ';'
+            raise UserError(str(e).split(";")[0]) from None
     if isinstance(item, np.ndarray):
         if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
             raise UserError(f"an image array must be uint8 RGB [H, W, 3]; got {item.dtype} "
@@ -238,6 +253,11 @@ def _load_onnx(path: Path, device: str) -> tuple[Any, DictConfig]:
 def _model_device(model: Any, device: str) -> torch.device:
     """Where the model's batches go: its parameters' device (a torch model), else the device asked for."""
     parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-    if parameter is not None:
-        return parameter.device
-    return torch.device("cpu") if device == "auto" else torch.device(device)
+    return parameter.device if parameter is not None else _device(device)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """`auto` (CUDA when available), cpu, cuda, cuda:N, checked to exist."""
+    from ..engine.setup import select_device
+
+    return device if isinstance(device, torch.device) else select_device(str(device))

@@ -2,13 +2,13 @@
 drawable and JSON-ready."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)  # arrays: no element-wise ==
 class Prediction:
     """The detections of one image, in the pixels of the image as given (the stored pixel order for a
     file: the EXIF orientation tag is not applied, as in training and evaluation).
@@ -29,7 +29,7 @@ class Prediction:
     class_names: list[str]
     image_size: tuple[int, int]
     source: str = ""
-    image: np.ndarray | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.scores)

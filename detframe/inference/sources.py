@@ -36,6 +36,7 @@ class Source:
     root: Path | None = None  # output names of images are their paths relative to this folder
     video: Path | None = None
     not_images: list[Path] = field(default_factory=list)  # left out for their suffix
+    missing: list[Path] = field(default_factory=list)  # listed in a .txt, not there
 
     def relative_name(self, path: Path) -> Path:
         """The name of an image's outputs: its path below `root`, else its file name."""
@@ -102,7 +103,7 @@ def _from_list(text: str, path: Path) -> Source:
                          f"{path.parent})")
     for p in missing:
         log.warning("source=%s: %s is not a file; skipped", text, p)
-    source.not_images += missing
+    source.missing = missing
     return source
 
 

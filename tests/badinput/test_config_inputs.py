@@ -119,6 +119,21 @@ TOOL_ARGS = [
     tool_case("export", "checkpoint=x.pt", "out={dir}", says=("is a folder",)),
     tool_case("export", "checkpoint=x.pt", "format=torchscript", "opset=13", says=("format=torchscript",)),
     tool_case("export", "chekpoint=x.pt", says=("Did you mean 'checkpoint'?",)),
+    tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "batch_size=0",
+              says=("expected an integer >= 1",)),
+    tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "score_threshold=1.5",
+              says=("expected a number in [0, 1]",)),
+    tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "max_detections=0",
+              says=("expected an integer >= 1",)),
+    tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "size=[320]",
+              says=("expected an integer >= 1, or [h, w] of two",)),
+    tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "device=gpu0",
+              says=("auto, cpu, cuda or cuda:N",)),
+    tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "save_txt=maybe", says=("true or false",)),
+    tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "recursive=yes", says=("true or false",)),
+    tool_case("predict", "checkpoint=x.pt", "sourse=a.jpg", says=("Did you mean 'source'?",)),
+    tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "out={file}", says=("expected a folder",)),
+    tool_case("predict", "checkpoint=x.pt", "source=no_such_file.jpg", says=("no such file or folder",)),
 ]
 
 
