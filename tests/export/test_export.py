@@ -81,14 +81,15 @@ def exported(request, tmp_path_factory):
 
 
 def synthetic_batch(n: int, seed: int):
-    """`n` random images at the export size, mapped from originals of various sizes (as Resize does)."""
+    """`n` random images at the export size, mapped from originals of various sizes with a shift (as
+    Resize and Letterbox do)."""
     from detframe.structures import Batch
 
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, SIZE, SIZE), dtype=torch.uint8, generator=generator)
     origs = [(120 + 37 * i, 200 - 23 * i) for i in range(n)]
     return Batch(images, [], [(SIZE, SIZE)] * n, origs, list(range(n)),
-                 [(SIZE / w, SIZE / h) for h, w in origs], [(0.0, 0.0)] * n)
+                 [(SIZE / w, SIZE / h) for h, w in origs], [(2.0 * i, 3.0 * i) for i in range(n)])
 
 
 def raccoon_batch(n: int):
