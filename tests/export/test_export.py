@@ -167,3 +167,19 @@ def test_torchscript_equals_predict(tmp_path):
     assert config.a == 1 and scripted.class_names == list(cfg.data.class_names)
     batch = synthetic_batch(4, seed=7)
     assert_same(model.predict(batch), scripted.predict(batch))
+
+
+def test_a_float16_graph_runs(tmp_path):
+    """`half=true` (the tool asks for CUDA) traced here on the CPU: float16 weights, uint8 input, float32
+    outputs, the best detection near the float32 model's. No GPU here: the CUDA path is unmeasured."""
+    import onnxruntime as ort
+
+    from detframe.export import ExportGraph, export_onnx
+
+    _, model = build("yolov3")
+    images = synthetic_batch(2, seed=5).images
+    reference = ExportGraph(model)(images)
+    path = export_onnx(ExportGraph(model.half()), tmp_path / "half.onnx", blank(1))
+    boxes, scores, labels, count = ort.InferenceSession(str(path)).run(None, {"images": images.numpy()})
+    assert boxes.dtype == scores.dtype == "float32" and (count > 0).all()
+    torch.testing.assert_close(torch.from_numpy(scores[:, 0]), reference[1][:, 0], atol=1e-2, rtol=0)
