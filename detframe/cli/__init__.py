@@ -8,6 +8,7 @@ the engine and the data, evaluation and model packages. Nothing else in detframe
     browse-dataset    cli/dataset_tools.py        detframe-browse-dataset   python tools/browse_dataset.py
     anchors           cli/anchors.py              detframe-anchors          python tools/anchors.py
     convert           cli/convert.py              detframe-convert          python tools/convert.py
+    export            cli/export.py               detframe-export           python tools/export.py
     predict           cli/predict.py              detframe-predict          python tools/predict.py
 
 `python -m detframe <tool> [args]` runs any of them.
@@ -25,6 +26,7 @@ TOOLS = {
     "browse-dataset": ("detframe.cli.dataset_tools", "browse_main"),
     "anchors": ("detframe.cli.anchors", "main"),
     "convert": ("detframe.cli.convert", "main"),
+    "export": ("detframe.cli.export", "main"),
     "predict": ("detframe.cli.predict", "main"),
 }
 

@@ -130,3 +130,13 @@ def preselect_priors(prior_scores: Tensor, threshold: float, k: int) -> Tensor:
     int64 [<= k] indices (YOLO's objectness filter, before class scores are even computed)."""
     candidates = torch.where(prior_scores > threshold)[0]
     return candidates[prior_scores[candidates].topk(min(k, len(candidates))).indices]
+
+
+def keep_topk(scores: Tensor, k: int, dim: int) -> Tensor:
+    """`scores` with all but the `k` largest along `dim` set to 0 (same shape, traceable).
+
+    The fixed-shape form of step 1's top-k for exported graphs (see `DenseHead.decode`): a zero never
+    passes a score threshold (a pair passes only when its score is strictly above it), so the
+    candidates left above the threshold are those `_candidates` keeps."""
+    index = scores.topk(min(k, scores.shape[dim]), dim=dim).indices
+    return torch.zeros_like(scores).scatter(dim, index, scores.gather(dim, index))

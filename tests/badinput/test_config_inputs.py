@@ -109,6 +109,16 @@ TOOL_ARGS = [
     tool_case("anchors", "iou=1.5", says=("expected a number in (0, 1]",)),
     tool_case("anchors", "restarts=two", says=("k, restarts and seed take integers",)),
     tool_case("anchors", "split=test", says=("one of train, val",)),
+    tool_case("export", "checkpoint=x.pt", "format=tflite", says=("one of onnx, torchscript",)),
+    tool_case("export", "checkpoint=x.pt", "half=true", says=("needs device=cuda",)),
+    tool_case("export", "checkpoint=x.pt", "dynamic=all", says=("priors are laid out for one input size",)),
+    tool_case("export", "checkpoint=x.pt", "dynamic=height", says=("one of batch, none, all",)),
+    tool_case("export", "checkpoint=x.pt", "opset=9", says=("expected an integer in [11, 20]",)),
+    tool_case("export", "checkpoint=x.pt", "nms=maybe", says=("true or false",)),
+    tool_case("export", "checkpoint=x.pt", "size=0", says=("expected an integer >= 1, or [h, w] of two",)),
+    tool_case("export", "checkpoint=x.pt", "out={dir}", says=("is a folder",)),
+    tool_case("export", "checkpoint=x.pt", "format=torchscript", "opset=13", says=("format=torchscript",)),
+    tool_case("export", "chekpoint=x.pt", says=("Did you mean 'checkpoint'?",)),
     tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "batch_size=0",
               says=("expected an integer >= 1",)),
     tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "score_threshold=1.5",
@@ -132,6 +142,6 @@ def test_tool_stops_on_a_bad_argument(tool, args, culprits, tiny_shapes, tmp_pat
     file = tmp_path / "a_file.txt"
     file.write_text("not a folder\n")
     runner = run if f"{tool}-{args[-1]}" in SUBPROCESS else run_main
-    args = [a.format(file=file) for a in args] + [f"data.root={tiny_shapes}"]
-    out = assert_fails(runner(tool, args, tmp_path), *(c.format(file=file) for c in culprits))
+    args = [a.format(file=file, dir=tmp_path) for a in args] + [f"data.root={tiny_shapes}"]
+    out = assert_fails(runner(tool, args, tmp_path), *(c.format(file=file, dir=tmp_path) for c in culprits))
     assert "data.train: " not in out and "data.val: " not in out

@@ -20,7 +20,8 @@ class Detector(nn.Module, abc.ABC):
 
     What the runner, the evaluators and the tools (predict, export, benchmark) may rely on is this
     class's two methods, the `nn.Module` interface, and nothing else: not `forward`'s signature or
-    outputs, not attributes such as `head` or `backbone`, which belong to a family. The input is a
+    outputs, not attributes such as `head` or `backbone`, which belong to a family (export, besides,
+    traces the family's own `decode` where it has one: `SingleStageDetector`). The input is a
     `Batch` as `data.collate` makes it: uint8 images [B, 3, H, W] padded at the bottom and right (each
     detector normalises them itself, with its statistics kept as buffers so checkpoints carry them),
     per-image targets in the padded input's pixels, `image_sizes`, `orig_sizes`, `scales`, `offsets`.

@@ -40,8 +40,9 @@ class SingleStageDetector(Detector):
         self.register_buffer("pixel_std", std, persistent=True)
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 (or float 0..255) [B, 3, H, W] -> normalised float."""
-        return (images.float() - self.pixel_mean) / self.pixel_std
+        """uint8 (or float 0..255) [B, 3, H, W] -> normalised, in the dtype of the statistics (float32;
+        float16 in a model made `.half()` for export)."""
+        return (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
 
     def forward(self, images: Tensor):
         """The head's raw outputs for uint8 images [B, 3, H, W] (this family's own; not the contract)."""
@@ -58,3 +59,18 @@ class SingleStageDetector(Detector):
     def predict(self, batch: Batch) -> list[Detections]:
         """Detections per image, in original-image pixels (see `Detector.predict`)."""
         return self.head.predict(self(batch.images), batch)
+
+    @torch.no_grad()
+    def decode(self, images: Tensor, candidates: bool = False) -> tuple[Tensor, Tensor]:
+        """Every prior's box [B, P, 4] (xyxy, input pixels, not clipped) and class scores [B, P, C] for
+        images [B, 3, H, W] as `data.collate` makes them: the traceable part of `predict`, which
+        `detframe.export` puts in a graph. With `candidates`, the scores of the pairs `predict` would
+        not hand to NMS are 0 (see `DenseHead` in models/heads/base.py)."""
+        return self.head.decode(self(images), images.shape[-2:], candidates)
+
+    def nms_settings(self) -> dict[str, float | int]:
+        """The head's `score_threshold`, `nms_iou` and `max_detections`: what `predict` applies after
+        `decode`'s candidates."""
+        head = self.head
+        return {"score_threshold": head.score_threshold, "nms_iou": head.nms_iou,
+                "max_detections": head.max_detections}

@@ -20,7 +20,22 @@ class DenseOutputs:
 
 
 class DenseHead(nn.Module):
-    """Base of heads that predict per prior from a `prior_generator` over their feature levels."""
+    """Base of heads that predict per prior from a `prior_generator` over their feature levels.
+
+    What a dense head implements besides `forward`, `loss` and `predict` to be exportable
+    (`detframe.export`, `SingleStageDetector.decode`; SSD, RetinaNet and YOLOv3 do, and an anchor-free
+    head such as FCOS follows the same lines with points for priors):
+
+    - `decode(outputs, image_size, candidates=False) -> (boxes [B, P, 4], scores [B, P, C])`: every
+      prior decoded, boxes xyxy in the padded input's pixels (not clipped), scores the probabilities
+      `predict` gives `postprocess_dense` (sigmoid, softmax without background, objectness x class,
+      class x centre-ness). Tensor code only, with no Python branch on values and no shape that depends
+      on them, so that `torch.jit.trace` / `torch.onnx.export` follow it at any batch size.
+      With `candidates=True` the scores of the pairs `predict` would not pass on to NMS (its top-k per
+      level or per class, YOLO's preselection by objectness) are set to 0, using
+      `postprocess.keep_topk`; NMS at `score_threshold` on what is left then keeps what `predict` keeps.
+    - the attributes `score_threshold`, `nms_iou` and `max_detections`, the settings of that NMS.
+    """
 
     prior_generator: nn.Module
 

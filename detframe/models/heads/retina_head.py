@@ -15,7 +15,7 @@ from ...registry import HEADS
 from ...rules import IoUThreshold, NonNegativeInt, OneOf, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from ..postprocess import postprocess_dense
+from ..postprocess import keep_topk, postprocess_dense
 from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
@@ -152,6 +152,21 @@ class RetinaHead(DenseHead):
                 orig_size=batch.orig_sizes[i],
             ))
         return results
+
+    def decode(self, outputs: DenseOutputs, image_size: Sequence[int],
+               candidates: bool = False) -> tuple[Tensor, Tensor]:
+        """Boxes [B, P, 4] and sigmoid scores [B, P, C] of every anchor; with `candidates`, only the
+        `topk_candidates` best (anchor, class) pairs of each level keep their score (as `predict`).
+        See `DenseHead` for what exporting needs."""
+        priors = self.priors(outputs, image_size)
+        boxes = self.coder.decode(priors, outputs.box_regression.float())
+        scores = torch.sigmoid(outputs.cls_logits.float())
+        if not candidates:
+            return boxes, scores
+        sizes = [h * w * self.num_anchors for h, w in outputs.feature_shapes]
+        levels = [keep_topk(level.flatten(1), self.topk_candidates, dim=1).view_as(level)
+                  for level in scores.split(sizes, dim=1)]
+        return boxes, torch.cat(levels, dim=1)
 
     def _decode(self, priors: Tensor, deltas: Tensor, index: Tensor) -> Tensor:
         """Boxes [n, 4] of the anchors `index` [n] from their deltas (only the candidates are decoded)."""

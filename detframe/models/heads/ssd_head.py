@@ -14,7 +14,7 @@ from ...registry import HEADS
 from ...rules import IoUThreshold, PositiveFloat, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from ..postprocess import postprocess_dense
+from ..postprocess import keep_topk, postprocess_dense
 from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
@@ -146,6 +146,16 @@ class SSDHead(DenseHead):
             )
             for i in range(len(batch))
         ]
+
+    def decode(self, outputs: DenseOutputs, image_size: Sequence[int],
+               candidates: bool = False) -> tuple[Tensor, Tensor]:
+        """Boxes [B, P, 4] and softmax scores without the background [B, P, C] of every prior; with
+        `candidates`, only each class's `topk_candidates` best priors keep their score (as `predict`).
+        See `DenseHead` for what exporting needs."""
+        priors = self.priors(outputs, image_size)
+        boxes = self.coder.decode(priors, outputs.box_regression.float())
+        scores = F.softmax(outputs.cls_logits.float(), dim=-1)[..., 1:]
+        return boxes, keep_topk(scores, self.topk_candidates, dim=1) if candidates else scores
 
 
 @HEADS.register()

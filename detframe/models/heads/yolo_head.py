@@ -14,7 +14,7 @@ from ...rules import IoUThreshold, PositiveFloat, PositiveInt, PositiveInts, Pro
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
 from ..backbones.darknet import ConvBNAct
-from ..postprocess import postprocess_dense, preselect_priors
+from ..postprocess import keep_topk, postprocess_dense, preselect_priors
 from .base import flatten_levels, match_batch
 
 
@@ -168,3 +168,18 @@ class YOLOv3Head(nn.Module):
                 scale=batch.scales[i], offset=batch.offsets[i], orig_size=batch.orig_sizes[i],
             ))
         return results
+
+    def decode(self, outputs: YOLOOutputs, image_size: Sequence[int],
+               candidates: bool = False) -> tuple[Tensor, Tensor]:
+        """Boxes [B, P, 4] and scores objectness x class probability [B, P, C] of every prior; with
+        `candidates`, only the priors `preselect_priors` keeps (the `topk_candidates` most object-like
+        above `obj_threshold`) keep their scores (as `predict`). See `DenseHead` (models/heads/base.py)
+        for what exporting needs."""
+        priors, strides = self._priors(outputs, image_size)
+        raw = outputs.raw.float()
+        boxes = self.coder.decode(priors, raw[..., :4], strides)
+        obj = torch.sigmoid(raw[..., 4])
+        if candidates:
+            top = keep_topk(obj, self.topk_candidates, dim=1)
+            obj = torch.where(top > self.obj_threshold, obj, torch.zeros_like(obj))
+        return boxes, torch.sigmoid(raw[..., 5:]) * obj[..., None]

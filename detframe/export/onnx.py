@@ -1,0 +1,68 @@
+"""Writing an `ExportGraph` as an ONNX file, with the run's config and class names in its metadata.
+
+The TorchScript-based exporter (`torch.onnx.export(..., dynamo=False)`) is used: it calls the
+`symbolic` of `graph.NonMaxSuppression`, which puts ONNX's NonMaxSuppression node in the graph (the
+dynamo exporter would need a custom translation for a data-dependent op instead).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .graph import ExportGraph
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 11  # NonMaxSuppression with a score threshold input, TopK with a k input
+DYNAMIC = ("batch", "all", "none")
+
+
+def dynamic_axes(graph: ExportGraph, dynamic: str) -> dict[str, dict[int, str]]:
+    """ONNX's dynamic axes for `dynamic`: batch (the batch axis of every input and output) or none.
+
+    "all" (height and width too) is not offered: the priors of every dense head are laid out for the
+    feature map sizes of one input size when traced, so a graph fed another size would decode with the
+    wrong priors."""
+    if dynamic == "none":
+        return {}
+    return {name: {0: "batch"} for name in ("images", *graph.output_names)}
+
+
+def export_onnx(graph: ExportGraph, path: str | Path, example: Tensor, *, dynamic: str = "batch",
+                opset: int = DEFAULT_OPSET, metadata: Mapping[str, str] | None = None) -> Path:
+    """Trace `graph` on `example` images [B, 3, H, W] into an ONNX file at `path` and check it.
+
+    Args:
+        metadata: written to the model's `metadata_props` (the run config, class names, outputs...).
+
+    Returns:
+        `path`, checked by `onnx.checker`.
+    """
+    import onnx
+
+    path = Path(path)
+    with warnings.catch_warnings():  # the tracer's notes on shapes it records as constants (the priors)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter's notices
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=list(graph.output_names),
+                          dynamic_axes=dynamic_axes(graph, dynamic))
+    model = onnx.load(str(path))
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The `metadata_props` of an ONNX file, as a dict (without loading the weights)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {entry.key: entry.value for entry in model.metadata_props}
