@@ -7,6 +7,8 @@ the engine and the data, evaluation and model packages. Nothing else in detframe
     check-dataset     cli/dataset_tools.py        detframe-check-dataset    python tools/check_dataset.py
     browse-dataset    cli/dataset_tools.py        detframe-browse-dataset   python tools/browse_dataset.py
     anchors           cli/anchors.py              detframe-anchors          python tools/anchors.py
+    benchmark         cli/benchmark.py            detframe-benchmark        python tools/benchmark.py
+    plot-runs         cli/plot_runs.py            detframe-plot-runs        python tools/plot_runs.py
 
 `python -m detframe <tool> [args]` runs any of them.
 """
@@ -22,6 +24,8 @@ TOOLS = {
     "check-dataset": ("detframe.cli.dataset_tools", "check_main"),
     "browse-dataset": ("detframe.cli.dataset_tools", "browse_main"),
     "anchors": ("detframe.cli.anchors", "main"),
+    "benchmark": ("detframe.cli.benchmark", "main"),
+    "plot-runs": ("detframe.cli.plot_runs", "main"),
 }
 
 
