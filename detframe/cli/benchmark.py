@@ -84,7 +84,10 @@ def run_benchmark(args: Sequence[str]) -> dict[str, Any]:
     notes = [FLOPS_NOTE, *_cpu_notes(own, device)]
     for note in notes[1:]:
         log.warning("note: %s", note)
-    results = [_measure(name, cfg, state, own, device) for name, cfg, state in _configs(own, rest)]
+    results = []
+    for name, cfg, state in _configs(own, rest):
+        results.append(_measure(name, cfg, state, own, device))
+        log.info("%s", format_table(results[-1:]).splitlines()[1])
     report = {"environment": _environment(device), "notes": notes, "results": results}
     print(format_table(results))
     for path in _json_paths(own):
@@ -181,10 +184,22 @@ def _build(cfg: DictConfig, state: dict | None, source: str) -> torch.nn.Module:
     from ..weights import load_weights_into
 
     import_modules(cfg.get("custom_imports") or [])
-    model = build_detector(cfg.model)
+    model = build_detector(_without_pretrained(cfg.model))
     if state is not None:
         load_weights_into(model, inference_weights(state, source), source)
     return model
+
+
+def _without_pretrained(node: DictConfig) -> DictConfig:
+    """The model config with every `pretrained` set to null: weights do not change the speed, and a
+    benchmark must not download them (or fail offline)."""
+    node = node.copy()
+    for key, value in node.items():
+        if key == "pretrained":
+            node[key] = None
+        elif isinstance(value, DictConfig):
+            node[key] = _without_pretrained(value)
+    return node
 
 
 def _size(value: Any) -> tuple[int, int]:
