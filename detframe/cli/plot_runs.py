@@ -2,6 +2,7 @@
 their `scalars.jsonl`: one run's plots, or several runs overlaid (a sweep's folders).
 
     python tools/plot_runs.py RUN [RUN ...] [out=FOLDER]
+    python tools/plot_runs.py outputs/<experiment>/multirun_<time>      # every run of a sweep
 
 Runs are labelled by the overrides that differ between them (their `.hydra/overrides.yaml`), or by
 their folder names. The figures go to `<RUN>/plots/` for one run, `<common parent>/plots/` for several.
@@ -39,15 +40,28 @@ def run_plot_runs(args: Sequence[str]) -> list[Path]:
             raise ConfigError(f"{arg}: plot_runs takes run folders and out=FOLDER, nothing else")
     if not rest:
         raise ConfigError("name at least one run folder: plot_runs RUN [RUN ...] [out=FOLDER]")
-    runs = [Path(a).expanduser() for a in rest]
-    for run in runs:
-        if not (run / SCALARS_FILE).is_file():
-            raise ConfigError(f"{run}: no {SCALARS_FILE} (not a detframe training run folder?)")
+    runs = [run for a in rest for run in _runs_in(Path(a).expanduser())]
     out = Path(own["out"]).expanduser() if "out" in own else _default_out(runs)
     labels = run_labels(runs)
     paths = write_run_plots(out, {label: run / SCALARS_FILE for label, run in zip(labels, runs)})
     print(f"{len(runs)} run{'s' if len(runs) > 1 else ''} drawn: {', '.join(map(str, paths))}")
     return paths
+
+
+def _runs_in(path: Path) -> list[Path]:
+    """`path` itself when it holds a scalars.jsonl; else, for a sweep's folder, its subfolders that do
+    (in numeric order: 0, 1, ..., 10)."""
+    if (path / SCALARS_FILE).is_file():
+        return [path]
+    runs = sorted((p for p in path.glob(f"*/{SCALARS_FILE}")), key=lambda p: _natural(p.parent.name))
+    if not runs:
+        raise ConfigError(f"{path}: no {SCALARS_FILE} (not a detframe training run folder, nor a sweep's "
+                          "folder of runs?)")
+    return [p.parent for p in runs]
+
+
+def _natural(name: str) -> tuple:
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
 def _default_out(runs: list[Path]) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 SCALARS_FILE = "scalars.jsonl"
@@ -80,13 +81,16 @@ def curves_figure(runs: Mapping[str, Series], title: str, x_label: str) -> Figur
         return None
     cols = min(COLUMNS, len(keys))
     rows = math.ceil(len(keys) / cols)
-    fig = Figure(figsize=(3.2 * cols, 2.5 * rows + 0.5))
+    legend_rows = math.ceil(len(runs) / 4) if len(runs) > 1 else 0
+    legend_height = 0.25 * legend_rows + 0.1 * bool(legend_rows)  # inches
+    height = 2.5 * rows + 0.5 + legend_height
+    fig = Figure(figsize=(3.2 * cols, height))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     colours = [f"C{i % 10}" for i in range(len(runs))]
     for ax, key in zip(axes, keys):
-        for (label, run), colour in zip(runs.items(), colours):
+        for run, colour in zip(runs.values(), colours):
             if key in run:
-                _draw(ax, *run[key], colour, label if len(runs) > 1 else None)
+                _draw(ax, *run[key], colour, smoothed=not key.rsplit("/", 1)[-1].startswith("lr"))
         ax.set_title(key.split("/", 1)[-1], fontsize=9)
         ax.set_xlabel(x_label, fontsize=8)
         ax.tick_params(labelsize=7)
@@ -94,25 +98,25 @@ def curves_figure(runs: Mapping[str, Series], title: str, x_label: str) -> Figur
         ax.grid(alpha=0.3)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
-    if len(runs) > 1:
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(runs), 4), fontsize=8,
-                   bbox_to_anchor=(0.5, 0.0))
+    if legend_rows:
+        handles = [Line2D([], [], color=c, linewidth=1.6) for c in colours]
+        fig.legend(handles, list(runs), loc="lower center", ncol=min(len(runs), 4), fontsize=8,
+                   frameon=False)
     fig.suptitle(title)
     # fixed margins: tight_layout would draw the figure once more (seconds on a busy CPU, every run)
-    height = fig.get_figheight()
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.55 / height, top=1 - 0.6 / height, wspace=0.3,
-                        hspace=0.55 * 2.5 / height * rows)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=(0.55 + legend_height) / height, top=1 - 0.6 / height,
+                        wspace=0.3, hspace=0.55 * 2.5 / height * rows)
     return fig
 
 
-def _draw(ax, x: np.ndarray, y: np.ndarray, colour: str, label: str | None) -> None:
-    """The raw curve thin and pale, the smoothed one bold (with few points: the raw one bold, dotted)."""
-    if len(x) < 10:
-        ax.plot(x, y, color=colour, linewidth=1.6, marker=".", label=label)
+def _draw(ax, x: np.ndarray, y: np.ndarray, colour: str, smoothed: bool) -> None:
+    """The raw curve thin and pale, the smoothed one bold; under 10 points, or for a curve that is not
+    noisy (the learning rate), only the raw one, bold (smoothing a few evaluations would hide them)."""
+    if len(x) < 10 or not smoothed:
+        ax.plot(x, y, color=colour, linewidth=1.6, marker="." if len(x) < 30 else None)
         return
     ax.plot(x, y, color=colour, linewidth=0.8, alpha=0.4)
-    ax.plot(x, smooth(y), color=colour, linewidth=1.6, label=label)
+    ax.plot(x, smooth(y), color=colour, linewidth=1.6)
 
 
 def run_figures(runs: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, Figure]:

@@ -54,6 +54,8 @@ def test_a_run_writes_scalars_and_plots_and_a_resume_does_not_repeat_iterations(
     out = tmp_path / "compared"
     assert plot_runs([str(runner.work_dir), str(other), f"out={out}"]) == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["train.png", "val.png"]
+    assert plot_runs([str(tmp_path)]) == 0  # the folder of both: a sweep's folder
+    assert sorted(p.name for p in (tmp_path / "plots").glob("*.png")) == ["train.png", "val.png"]
 
 
 def test_a_record_that_goes_back_supersedes_the_later_ones(tmp_path):
@@ -77,7 +79,8 @@ def test_smoothing_keeps_a_constant_and_ignores_nan():
 def test_plot_runs_names_a_folder_without_scalars_and_a_stray_argument(tmp_path, capsys):
     assert plot_runs([str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {tmp_path}: no scalars.jsonl (not a detframe training run folder?)\n"
+    assert err.startswith(f"error: {tmp_path}: no scalars.jsonl (not a detframe training run folder")
+    assert err.count("\n") == 1
     assert plot_runs([str(tmp_path), "dpi=300"]) == 2
     assert "dpi=300: plot_runs takes run folders and out=FOLDER" in capsys.readouterr().err
     assert run_labels([tmp_path / "0", tmp_path / "1"]) == ["0", "1"]
