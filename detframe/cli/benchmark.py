@@ -147,8 +147,9 @@ def _measure(name: str, cfg: DictConfig, state: dict | None, own: dict[str, Any]
 
     model = _build(cfg, state, name)
     freeze(model, list(cfg.train.freeze), list(cfg.train.freeze_norm))
+    _check_fits(cfg, model, own.get("size"))
     total, trainable = bench.count_parameters(model)
-    size = _size(own.get("size", cfg.pipeline.size))
+    size = _size(cfg.pipeline.size)
     num_classes = len(cfg.data.class_names)
     divisor = int(cfg.pipeline.size_divisor)
     model = model.to(device)
@@ -188,6 +189,23 @@ def _build(cfg: DictConfig, state: dict | None, source: str) -> torch.nn.Module:
     if state is not None:
         load_weights_into(model, inference_weights(state, source), source)
     return model
+
+
+def _check_fits(cfg: DictConfig, model: torch.nn.Module, size: int | list[int] | None) -> None:
+    """The model takes inputs of `size` (the tool's `size=`, else pipeline.size): the training
+    preflight's check, one line naming the size otherwise (not a traceback from inside the model)."""
+    from ..engine.preflight import check_model
+    from ..rules import show
+
+    if size is not None:
+        cfg.pipeline.size = size
+    cfg.pipeline.multi_scale = None  # only the one size is measured
+    try:
+        check_model(cfg, model)
+    except ConfigError as e:
+        if size is None:
+            raise
+        raise ConfigError(f"size={show(size)}: {str(e).split(': ', 1)[-1]}") from None
 
 
 def _without_pretrained(node: DictConfig) -> DictConfig:
