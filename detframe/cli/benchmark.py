@@ -271,9 +271,9 @@ def format_table(results: list[dict[str, Any]]) -> str:
         rows.append([
             r["name"], "x".join(map(str, r["input_size"])), f"{r['parameters']['total'] / 1e6:.2f}",
             f"{r['gflops']:.2f}", f"{one['median_ms']:.1f} ({one['p90_ms']:.1f})",
-            "-" if fwd is None else f"{fwd:.1f}", f"{one['images_per_s']:.1f}", str(many["batch_size"]),
-            f"{many['median_ms']:.1f} ({many['p90_ms']:.1f})", f"{many['images_per_s']:.1f}",
-            "-" if r["train"] is None else f"{r['train']['images_per_s']:.1f}",
+            "-" if fwd is None else f"{fwd:.1f}", f"{one['images_per_s']:.3g}", str(many["batch_size"]),
+            f"{many['median_ms']:.1f} ({many['p90_ms']:.1f})", f"{many['images_per_s']:.3g}",
+            "-" if r["train"] is None else f"{r['train']['images_per_s']:.3g}",
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
