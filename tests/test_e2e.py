@@ -24,6 +24,8 @@ def test_train_save_resume_evaluate(tmp_path, tiny_shapes):
     assert (ckpts / "last.pt").is_file() and (ckpts / "best.pt").is_file()
     assert (run_dir / "config.yaml").is_file() and (run_dir / "train.log").is_file()
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (run_dir / "plots").glob("*.png")) == ["train.png", "val.png"]
+    assert '"train/loss"' in (run_dir / "scalars.jsonl").read_text()
     assert "coco/AP50" in (run_dir / "train.log").read_text() and "epoch 2/2" in log
     state = torch.load(ckpts / "last.pt", weights_only=True)
     assert state["epoch"] == 2 and state["iter"] == 4 and {"model", "optimizer", "scheduler"} <= set(state)

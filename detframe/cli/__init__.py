@@ -10,6 +10,8 @@ the engine and the data, evaluation and model packages. Nothing else in detframe
     convert           cli/convert.py              detframe-convert          python tools/convert.py
     export            cli/export.py               detframe-export           python tools/export.py
     predict           cli/predict.py              detframe-predict          python tools/predict.py
+    benchmark         cli/benchmark.py            detframe-benchmark        python tools/benchmark.py
+    plot-runs         cli/plot_runs.py            detframe-plot-runs        python tools/plot_runs.py
 
 `python -m detframe <tool> [args]` runs any of them.
 """
@@ -28,6 +30,8 @@ TOOLS = {
     "convert": ("detframe.cli.convert", "main"),
     "export": ("detframe.cli.export", "main"),
     "predict": ("detframe.cli.predict", "main"),
+    "benchmark": ("detframe.cli.benchmark", "main"),
+    "plot-runs": ("detframe.cli.plot_runs", "main"),
 }
 
 

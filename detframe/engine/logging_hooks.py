@@ -1,10 +1,14 @@
 """Hooks that report progress: the text log and TensorBoard (LoggerHook), the progress bar."""
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import sys
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -14,6 +18,7 @@ from ..dist import reduce_mean
 from ..registry import HOOKS
 from ..rules import NonNegativeInt, PositiveInt, Probability
 from ..vis import draw_val_images
+from ..vis.curves import SCALARS_FILE, read_scalars, run_figures
 from .hooks import Hook
 
 if TYPE_CHECKING:
@@ -27,12 +32,18 @@ class LoggerHook(Hook):
     """Text log lines every `interval` iterations and TensorBoard: every loss term (averaged over the
     interval and over ranks), the total, the learning rate, gradient norm, data and iteration time, GPU
     memory, skipped steps, the evaluation metrics, and at each evaluation the first `images` val images
-    with ground truth (green) and predictions above `image_score_threshold` (red) drawn on them."""
+    with ground truth (green) and predictions above `image_score_threshold` (red) drawn on them.
+
+    The same scalars (but memory and skipped steps) also go to `<run>/scalars.jsonl`, one JSON line per
+    logging step and per evaluation, with TensorBoard on or off; at the end of the run (`plots`) they are
+    drawn as `<run>/plots/train.png` and `val.png` (vis/curves.py). A resumed run first cuts the file
+    back to the iteration it resumes from, so curves never double back."""
 
     def __init__(self, interval: PositiveInt = 10, tensorboard: bool = True, images: NonNegativeInt = 4,
-                 image_score_threshold: Probability = 0.3) -> None:
+                 image_score_threshold: Probability = 0.3, plots: bool = True) -> None:
         self.interval = max(1, interval)
-        self.tensorboard = tensorboard
+        self.tensorboard, self.plots = tensorboard, plots
+        self.scalars_path: Path | None = None
         self.images, self.image_score_threshold = images, image_score_threshold
         self.writer = None
         self._sums: dict[str, float] = {}
@@ -41,6 +52,10 @@ class LoggerHook(Hook):
         self._start_iter = 0
 
     def before_train(self, runner: Runner) -> None:
+        if runner.is_main:
+            self.scalars_path = runner.work_dir / SCALARS_FILE
+            runner.work_dir.mkdir(parents=True, exist_ok=True)
+            cut_scalars(self.scalars_path, runner.iter)
         if self.tensorboard and runner.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -84,16 +99,17 @@ class LoggerHook(Hook):
             f"  mem {memory:.0f}MB" if memory is not None else "",
             f"  skipped {runner.skipped}" if runner.skipped else "", _format_seconds(eta),
         )
+        scalars = {f"train/{k}": v for k, v in losses.items()}
+        for i, group in enumerate(runner.optimizer.param_groups):
+            scalars["train/lr" if i == 0 else f"train/lr_group{i}"] = group["lr"]
+        scalars.update({"train/grad_norm": means["grad_norm"], "time/data": means["time_data"],
+                        "time/iter": means["time_iter"]})
+        self._append(runner, scalars)
         if self.writer is None:
             return
         it = runner.iter
-        for k, v in losses.items():
-            self.writer.add_scalar(f"train/{k}", v, it)
-        for i, group in enumerate(runner.optimizer.param_groups):
-            self.writer.add_scalar("train/lr" if i == 0 else f"train/lr_group{i}", group["lr"], it)
-        self.writer.add_scalar("train/grad_norm", means["grad_norm"], it)
-        self.writer.add_scalar("time/data", means["time_data"], it)
-        self.writer.add_scalar("time/iter", means["time_iter"], it)
+        for k, v in scalars.items():
+            self.writer.add_scalar(k, v, it)
         self.writer.add_scalar("train/skipped_steps", runner.skipped, it)
         if runner.scaler.is_enabled():
             self.writer.add_scalar("train/amp_scale", runner.scaler.get_scale(), it)
@@ -101,7 +117,16 @@ class LoggerHook(Hook):
             self.writer.add_scalar("memory/max_allocated_mb", memory, it)
             torch.cuda.reset_peak_memory_stats(runner.device)
 
+    def _append(self, runner: Runner, scalars: dict[str, float]) -> None:
+        if self.scalars_path is not None and scalars:
+            record = {"iter": runner.iter, "epoch": runner.epoch + 1, **scalars}
+            with open(self.scalars_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
     def after_eval(self, runner: Runner, metrics: dict[str, float]) -> None:
+        if runner.is_main:
+            self._append(runner, {f"val/{k}": v for k, v in metrics.items()
+                                  if isinstance(v, (int, float)) and math.isfinite(v)})
         if self.writer is None:
             return
         for k, v in metrics.items():
@@ -116,6 +141,13 @@ class LoggerHook(Hook):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.plots and self.scalars_path is not None and self.scalars_path.is_file():
+            try:
+                paths = write_run_plots(runner.work_dir / "plots", {runner.work_dir.name: self.scalars_path})
+            except Exception as e:  # a finished run must not fail on its pictures
+                log.warning("plots of %s not drawn: %s: %s", self.scalars_path, type(e).__name__, e)
+            else:
+                log.info("plots: %s", ", ".join(str(p) for p in paths))
 
 
 @HOOKS.register()
@@ -154,3 +186,24 @@ def _format_seconds(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h:d}:{m:02d}:{s:02d}"
+
+
+def cut_scalars(path: Path, last_iter: int) -> None:
+    """Keep the records of `path` up to iteration `last_iter` (the position a run starts or resumes
+    from: 0 empties it), dropping those of iterations that are about to be redone; a half-written line
+    goes too. Rewritten atomically."""
+    if not path.is_file():
+        return
+    kept = [r for r in read_scalars(path) if r["iter"] <= last_iter]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)
+
+
+def write_run_plots(out: Path, runs: Mapping[str, Path]) -> list[Path]:
+    """Draw the `scalars.jsonl` of each run (label -> file) into `out` (train.png, val.png); the paths
+    written."""
+    from ..evaluation.report import atomic_save_figure
+
+    figures = run_figures({label: read_scalars(path) for label, path in runs.items()})
+    return [atomic_save_figure(fig, out / name, dpi=100, tight=False) for name, fig in figures.items()]

@@ -134,6 +134,16 @@ TOOL_ARGS = [
     tool_case("predict", "checkpoint=x.pt", "sourse=a.jpg", says=("Did you mean 'source'?",)),
     tool_case("predict", "checkpoint=x.pt", "source=a.jpg", "out={file}", says=("expected a folder",)),
     tool_case("predict", "checkpoint=x.pt", "source=no_such_file.jpg", says=("no such file or folder",)),
+    tool_case("benchmark", "rounds=0", says=("expected an integer >= 1",)),
+    tool_case("benchmark", "batch_size=1", says=("expected an integer >= 2",)),
+    tool_case("benchmark", "amp=fp8", says=("one of off, fp16, bf16",)),
+    tool_case("benchmark", "size=big", says=("an integer >= 1, or [h, w] of two",)),
+    tool_case("benchmark", "size=0", says=("an integer >= 1, or [h, w] of two",)),
+    tool_case("benchmark", "size=8", says=("the model's largest stride",)),
+    tool_case("benchmark", "device=gpu0", says=("auto, cpu, cuda or cuda:N",)),
+    tool_case("benchmark", "config=ssdlite_shapes", "checkpoint=x.pt", says=("not both",)),
+    tool_case("benchmark", "config=ssd300_cooc", says=("Did you mean 'ssd300_coco'?",)),
+    tool_case("benchmark", "out={file}", says=("expected a folder",)),
 ]
 
 

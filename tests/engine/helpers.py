@@ -10,9 +10,9 @@ from detframe.engine.hooks import Hook
 
 from ..conftest import FAST, compose
 
-# No evaluation, no best.pt (it needs metrics): these tests are about the training loop.
+# No evaluation, no best.pt (it needs metrics), no plots: these tests are about the training loop.
 LOOP = [*FAST, "train.val_interval=0", "hooks.checkpoint.save_best=null", "scheduler.warmup_iters=2",
-        "data.batch_size=2"]
+        "data.batch_size=2", "hooks.logger.plots=false"]
 
 
 class Recorder(Hook):
