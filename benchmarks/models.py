@@ -8,10 +8,11 @@
                                                                  # NHWC vs NCHW, every config
     python benchmarks/models.py --skip-speed                     # parameters and FLOPs only
 
-For each detector torchvision also has (SSD300-VGG16, SSDLite320-MobileNetV3-Large, RetinaNet-R50-FPN)
-it times a training step (forward, losses, backward, SGD step) and inference (forward, decoding, NMS,
-rescaling) of ours and of torchvision's, on the same random uint8 images and boxes, alternating ours and
-theirs round by round so both see the same machine load, and prints the median times and the ratio
+For each detector torchvision also has (SSD300-VGG16, SSDLite320-MobileNetV3-Large, RetinaNet-R50-FPN,
+FCOS-R50-FPN) it times a training step (forward, losses, backward, SGD step) and inference (forward,
+decoding, NMS, rescaling) of ours and of torchvision's, on the same random uint8 images and boxes,
+alternating ours and theirs round by round so both see the same machine load, and prints the median
+times and the ratio
 ours / torchvision (<= 1.0: ours is not slower): the median of the per-round ratios, with a 95% bootstrap
 interval, beside the ratio of the medians and of the fastest rounds. On a shared machine single rounds
 vary by 30%: use 15 rounds or more. Then parameters and forward FLOPs (multiply and add
@@ -47,12 +48,14 @@ PAIRS = {
     "ssd300_vgg16": (300, {}),
     "ssdlite320_mobilenet_v3_large": (320, {}),
     "retinanet_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
+    "fcos_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
 }
 # Every model config and the input size it is usually run at (h, w), for parameters and FLOPs.
 SIZES = {
     "ssd300_vgg16": (300, 300), "ssd512_vgg16": (512, 512), "ssdlite_mobilenetv3": (320, 320),
     "ssdlite_mobilenetv3_small": (256, 256), "retinanet_r50_fpn": (800, 1216),
     "retinanet_r18_fpn": (800, 1216), "yolov3_d53": (608, 608), "yolov3_d53_small": (320, 320),
+    "fcos_r50_fpn": (800, 1216), "fcos_r18_fpn": (800, 1216),
 }
 
 

@@ -1,8 +1,10 @@
 """Load the weights of torchvision's detectors into detframe's models of the same architecture.
 
-torchvision's `ssd300_vgg16`, `ssdlite320_mobilenet_v3_large` and `retinanet_resnet50_fpn` are the
-same networks as detframe's `ssd300_vgg16`, `ssdlite_mobilenetv3` and `retinanet_r50_fpn` configs
-(with the overrides in `EQUIVALENTS`); only the module names differ. The converters rename the
+torchvision's `ssd300_vgg16`, `ssdlite320_mobilenet_v3_large`, `retinanet_resnet50_fpn` and
+`fcos_resnet50_fpn` are the same networks as detframe's `ssd300_vgg16`, `ssdlite_mobilenetv3`,
+`retinanet_r50_fpn` and `fcos_r50_fpn` configs (with the overrides in `EQUIVALENTS`); only the module
+names differ, and torchvision's FCOS lacks the learnt per-level scales, which the converter adds at 1
+(the identity). The converters rename the
 tensors, can pick the logit channels of a subset of classes (torchvision's COCO models predict 91
 slots: background plus COCO's category ids 1..90, of which 80 are used), and check that the result
 fits the model exactly. tests/models/test_torchvision_equivalence.py checks that converted models give
@@ -46,6 +48,19 @@ RULES: dict[str, list[Rule]] = {
         (r"^head\.regression_head\.conv\.", "head.reg_convs."),
         (r"^head\.regression_head\.bbox_reg\.", "head.bbox_reg."),
     ],
+    "fcos_resnet50_fpn": [
+        (r"^backbone\.body\.", "backbone."),
+        (r"^backbone\.fpn\.", "neck.fpn."),
+        (r"^head\.classification_head\.conv\.", "head.cls_convs."),
+        (r"^head\.classification_head\.cls_logits\.", "head.cls_logits."),
+        (r"^head\.regression_head\.conv\.", "head.reg_convs."),
+        (r"^head\.regression_head\.bbox_reg\.", "head.bbox_reg."),
+        (r"^head\.regression_head\.bbox_ctrness\.", "head.centerness."),
+    ],
+}
+# Tensors our model has and torchvision's does not, with the values that make them no-ops.
+ADDED: dict[str, dict[str, Tensor]] = {
+    "fcos_resnet50_fpn": {"head.scales": torch.ones(5)},  # ReLU(1 x conv): torchvision's regression
 }
 
 # Our model config and the overrides that make it torchvision's network, per torchvision builder.
@@ -61,12 +76,14 @@ EQUIVALENTS: dict[str, tuple[str, list[str]]] = {
         "+model.head.prior_generator.round_base=true",
         "model.head.max_detections=300",
     ]),
+    "fcos_resnet50_fpn": ("fcos_r50_fpn", ["model.head.score_threshold=0.2"]),  # torchvision's default
 }
 # The logit layers and how many logits each anchor has besides the classes (SSD's background).
 _CLASS_LAYERS = {
     "ssd300_vgg16": (r"^head\.cls_convs\.\d+\.(weight|bias)$", 1),
     "ssdlite320_mobilenet_v3_large": (r"^head\.cls_convs\.\d+\.1\.(weight|bias)$", 1),
     "retinanet_resnet50_fpn": (r"^head\.cls_logits\.(weight|bias)$", 0),
+    "fcos_resnet50_fpn": (r"^head\.cls_logits\.(weight|bias)$", 0),
 }
 # COCO's 80 category ids: torchvision's COCO models have a logit slot for every id 1..90.
 COCO80_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
@@ -110,8 +127,8 @@ def select_classes(state: dict[str, Tensor], arch: str, class_index: Sequence[in
 
 def convert_state_dict(state: dict[str, Tensor], arch: str,
                        class_index: Sequence[int] | None = None) -> dict[str, Tensor]:
-    """A torchvision detector's state dict as detframe's (see `rename`, `select_classes`)."""
-    state = rename(state, arch)
+    """A torchvision detector's state dict as detframe's (see `rename`, `select_classes`, `ADDED`)."""
+    state = {**rename(state, arch), **{k: v.clone() for k, v in ADDED.get(arch, {}).items()}}
     return select_classes(state, arch, class_index) if class_index is not None else state
 
 

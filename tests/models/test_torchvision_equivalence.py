@@ -1,6 +1,6 @@
-"""Our SSD300-VGG16, SSDLite320-MobileNetV3 and RetinaNet-R50-FPN are torchvision's networks: with
-torchvision's (random) weights converted, they give the same raw outputs, the same losses and the same
-detections on the same inputs."""
+"""Our SSD300-VGG16, SSDLite320-MobileNetV3, RetinaNet-R50-FPN and FCOS-R50-FPN are torchvision's
+networks: with torchvision's (random) weights converted, they give the same raw outputs, the same losses
+and the same detections on the same inputs."""
 import pytest
 import torch
 from torchvision.models import detection
@@ -16,6 +16,7 @@ CASES = {
     "ssd300_vgg16": (300, {}),
     "ssdlite320_mobilenet_v3_large": (320, {}),
     "retinanet_resnet50_fpn": (128, {"min_size": 128, "max_size": 128}),
+    "fcos_resnet50_fpn": (128, {"min_size": 128, "max_size": 128}),
 }
 
 
@@ -43,6 +44,15 @@ def realistic_random(model: torch.nn.Module) -> None:
     model.eval()
 
 
+def spread_fcos_boxes(model: torch.nn.Module) -> None:
+    """FCOS's box layer at unit scale with a positive bias: at its own initialisation (std 0.01, bias 0)
+    most distances are cut to 0 by the ReLU, and the detections would be points."""
+    g = torch.Generator().manual_seed(3)
+    layer = model.head.regression_head.bbox_reg
+    torch.nn.init.normal_(layer.weight, std=(layer.in_channels * 9) ** -0.5, generator=g)
+    torch.nn.init.constant_(layer.bias, 1.0)
+
+
 def batch_of(images: torch.Tensor, targets: list[Instances] | None = None) -> Batch:
     n, size = len(images), images.shape[-1]
     return Batch(images, targets or [], [(size, size)] * n, [(size, size)] * n, list(range(n)),
@@ -59,6 +69,8 @@ def pair(request):
     num_classes = 5 if arch.startswith("ssd") else 4  # torchvision's SSD counts the background
     theirs = getattr(detection, arch)(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
     realistic_random(theirs)
+    if arch.startswith("fcos"):
+        spread_fcos_boxes(theirs)
     name, overrides = EQUIVALENTS[arch]
     ours = build_detector(compose([f"model={name}", *overrides]).model).eval()  # data=shapes: 4 classes
     load_torchvision(ours, theirs.state_dict(), arch)
@@ -78,6 +90,8 @@ def test_same_raw_outputs(pair):
     _, _, _, theirs, ours, _, _ = pair
     torch.testing.assert_close(ours.cls_logits, theirs["cls_logits"], rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(ours.box_regression, theirs["bbox_regression"], rtol=1e-4, atol=1e-3)
+    if "bbox_ctrness" in theirs:
+        torch.testing.assert_close(ours.centerness, theirs["bbox_ctrness"].squeeze(-1), rtol=1e-4, atol=1e-3)
 
 
 def assert_same_detections(theirs: dict, ours, label_offset: int) -> None:
@@ -104,7 +118,8 @@ def test_same_detections(pair):
 def test_same_losses(pair):
     """Same matching, encoding and loss normalisation with three objects per image (torchvision's
     RetinaNet normalises per image, ours per batch as the paper: equal for one image; SSDLite's
-    BatchNorm needs two images at its 1x1 levels in training)."""
+    BatchNorm needs two images at its 1x1 levels in training; both FCOS normalise by the positives of
+    the batch)."""
     arch, theirs, ours, _, _, _, _ = pair
     size = CASES[arch][0]
     n = 2 if arch.startswith("ssdlite") else 1
@@ -117,15 +132,18 @@ def test_same_losses(pair):
     theirs.train()
     ours.train()
     try:
-        expected = theirs([im.float() / 255 for im in images],
-                          [{"boxes": b, "labels": label + offset} for b, label in zip(boxes, labels)])
-        got = ours.loss(batch_of(images, [Instances(b, label, torch.zeros(3, dtype=torch.bool))
-                                          for b, label in zip(boxes, labels)]))
+        with torch.no_grad():  # the values only: no graph to build
+            expected = theirs([im.float() / 255 for im in images],
+                              [{"boxes": b, "labels": label + offset} for b, label in zip(boxes, labels)])
+            got = ours.loss(batch_of(images, [Instances(b, label, torch.zeros(3, dtype=torch.bool))
+                                              for b, label in zip(boxes, labels)]))
     finally:
         theirs.eval()
         ours.eval()
     torch.testing.assert_close(got["loss_cls"], expected["classification"], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(got["loss_box"], expected["bbox_regression"], rtol=1e-4, atol=1e-4)
+    if "bbox_ctrness" in expected:
+        torch.testing.assert_close(got["loss_centerness"], expected["bbox_ctrness"], rtol=1e-4, atol=1e-4)
 
 
 def test_coco80_selection_keeps_the_named_class_slots():

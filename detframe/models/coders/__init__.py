@@ -1,4 +1,5 @@
 from .delta_xywh import DeltaXYWHCoder
+from .distance import DistancePointCoder
 from .yolo import YOLOCoder
 
-__all__ = ["DeltaXYWHCoder", "YOLOCoder"]
+__all__ = ["DeltaXYWHCoder", "DistancePointCoder", "YOLOCoder"]

@@ -1,5 +1,6 @@
 from .anchors import AnchorGenerator
+from .points import PointGenerator
 from .ssd import SSDPriorGenerator
 from .yolo import YOLOPriorGenerator
 
-__all__ = ["AnchorGenerator", "SSDPriorGenerator", "YOLOPriorGenerator"]
+__all__ = ["AnchorGenerator", "PointGenerator", "SSDPriorGenerator", "YOLOPriorGenerator"]
