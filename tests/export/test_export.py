@@ -28,6 +28,7 @@ FAMILIES = {
     "retinanet": ["config=retinanet_r18_fpn_raccoon", "model.neck.out_channels=64",
                   "model.head.feat_channels=64"],
     "yolov3": ["config=yolov3_d53_small_raccoon"],
+    "fcos": ["config=fcos_r18_fpn_raccoon", "model.neck.out_channels=64", "model.head.feat_channels=64"],
 }
 
 
@@ -50,7 +51,7 @@ def spread_scores(model: nn.Module, seed: int) -> nn.Module:
 def box_outputs(model: nn.Module) -> list[tuple[nn.Conv2d, slice | Tensor]]:
     """The last convs of the head and which of their output channels are box regression."""
     head = model.head
-    if hasattr(head, "bbox_reg"):  # RetinaNet
+    if hasattr(head, "bbox_reg"):  # RetinaNet, FCOS
         return [(head.bbox_reg, slice(None))]
     if hasattr(head, "reg_convs"):  # SSD, SSDLite
         return [([m for m in conv.modules() if isinstance(m, nn.Conv2d)][-1], slice(None))

@@ -23,8 +23,8 @@ class DenseHead(nn.Module):
     """Base of heads that predict per prior from a `prior_generator` over their feature levels.
 
     What a dense head implements besides `forward`, `loss` and `predict` to be exportable
-    (`detframe.export`, `SingleStageDetector.decode`; SSD, RetinaNet and YOLOv3 do, and an anchor-free
-    head such as FCOS follows the same lines with points for priors):
+    (`detframe.export`, `SingleStageDetector.decode`; SSD, RetinaNet, YOLOv3 and FCOS, whose priors
+    are points, do):
 
     - `decode(outputs, image_size, candidates=False) -> (boxes [B, P, 4], scores [B, P, C])`: every
       prior decoded, boxes xyxy in the padded input's pixels (not clipped), scores the probabilities

@@ -16,7 +16,7 @@ from ...registry import HEADS
 from ...rules import IoUThreshold, NonNegativeInt, OneOf, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from ..postprocess import postprocess_dense
+from ..postprocess import keep_topk, postprocess_dense
 from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
@@ -196,6 +196,22 @@ class FCOSHead(DenseHead):
                 orig_size=batch.orig_sizes[i],
             ))
         return results
+
+    def decode(self, outputs: FCOSOutputs, image_size: Sequence[int],
+               candidates: bool = False) -> tuple[Tensor, Tensor]:
+        """Boxes [B, P, 4] and scores sqrt(class x centre-ness) [B, P, C] of every point; with
+        `candidates`, only the `topk_candidates` best (point, class) pairs of each level keep their
+        score (as `predict`). See `DenseHead` for what exporting needs."""
+        points, strides = self.points(outputs, image_size)
+        boxes = self.coder.decode(points, strides, outputs.box_regression.float())
+        scores = torch.sqrt(torch.sigmoid(outputs.cls_logits.float())
+                            * torch.sigmoid(outputs.centerness.float())[..., None])
+        if not candidates:
+            return boxes, scores
+        sizes = [h * w for h, w in outputs.feature_shapes]
+        levels = [keep_topk(level.flatten(1), self.topk_candidates, dim=1).view_as(level)
+                  for level in scores.split(sizes, dim=1)]
+        return boxes, torch.cat(levels, dim=1)
 
     def _decode(self, points: Tensor, strides: Tensor, distances: Tensor, index: Tensor) -> Tensor:
         """Boxes [n, 4] of the points `index` [n] from their distances (only the candidates are decoded)."""
