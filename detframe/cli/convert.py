@@ -37,6 +37,7 @@ RECIPES = {
     "ssd300_vgg16": "ssd300_coco",
     "ssdlite320_mobilenet_v3_large": "ssdlite_mobilenetv3_320_coco",
     "retinanet_resnet50_fpn": "retinanet_r50_fpn_1x_coco",
+    "fcos_resnet50_fpn": "fcos_r50_fpn_1x_coco",
 }
 
 

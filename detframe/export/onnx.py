@@ -6,6 +6,7 @@ dynamo exporter would need a custom translation for a data-dependent op instead)
 """
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +14,19 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..errors import UserError
 from .graph import ExportGraph
+
+
+def require(module: str):
+    """`module` (onnx, onnxruntime), or a one-line error saying how to install it: they are optional
+    dependencies (the `export` extra), not needed to train."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{module} is not installed: ONNX export and .onnx models need it. Install it with "
+                        "pip install 'detframe[export]' (onnx, onnxscript, onnxruntime), or "
+                        "use format=torchscript") from None
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # NonMaxSuppression with a score threshold input, TopK with a k input
@@ -41,8 +54,7 @@ def export_onnx(graph: ExportGraph, path: str | Path, example: Tensor, *, dynami
     Returns:
         `path`, checked by `onnx.checker`.
     """
-    import onnx
-
+    onnx = require("onnx")
     path = Path(path)
     with warnings.catch_warnings():  # the tracer's notes on shapes it records as constants (the priors)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -62,7 +74,6 @@ def export_onnx(graph: ExportGraph, path: str | Path, example: Tensor, *, dynami
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The `metadata_props` of an ONNX file, as a dict (without loading the weights)."""
-    import onnx
-
+    onnx = require("onnx")
     model = onnx.load(str(path), load_external_data=False)
     return {entry.key: entry.value for entry in model.metadata_props}

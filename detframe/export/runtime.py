@@ -108,9 +108,9 @@ def load_onnx_model(path: str | Path, device: str = "cpu") -> tuple[ExportedDete
     Args:
         device: cpu, cuda or cuda:N (onnxruntime's CUDA provider must be installed), or auto.
     """
-    import onnxruntime as ort
+    from .onnx import read_metadata, require
 
-    from .onnx import read_metadata
+    ort = require("onnxruntime")
 
     path = Path(path)
     metadata = _read(path, read_metadata)
