@@ -1,11 +1,13 @@
 """The part of a dense detector's `predict` that goes into an exported graph, and the NMS that ONNX runs.
 
 `predict` = network -> decode -> candidates (top-k) -> clip -> class-aware NMS -> the best
-`max_detections` -> original pixels. All but the last step are tensor code of fixed shape and go into
-the graph (`ExportGraph`); the resize/letterbox before the network and the mapping back to original
+`max_detections` -> original pixels. All but the last step are tensor code whose shapes follow the
+input's and go into the graph (`ExportGraph`); the priors, top-k bounds and the clip are computed from
+the traced sizes, so that a graph exported with a dynamic height and width (`dynamic=all`) runs at
+other sizes; the resize/letterbox before the network and the mapping back to original
 pixels stay outside, with the caller (`runtime.py`), as in evaluation.
 
-When the graph's detections equal `predict`'s (tests/export/test_parity.py checks it):
+When the graph's detections equal `predict`'s (tests/export/test_export.py and test_dynamic.py check it):
 - the candidates are the same set (`DenseHead.decode(candidates=True)`: top-k per level / per class /
   YOLO's preselection), as long as no two scores tie at the k-th place;
 - NMS: ONNX's NonMaxSuppression per (image, class) and torchvision's `batched_nms` make the same
