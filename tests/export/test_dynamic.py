@@ -71,7 +71,7 @@ def test_a_fixed_file_says_so_and_refuses_another_size(tmp_path):
     from detframe.errors import UserError
     from detframe.export.onnx import read_metadata
 
-    _, fixed = export("retinanet", tmp_path / "fixed.onnx", "batch")
+    _, fixed = export("yolov3", tmp_path / "fixed.onnx", "batch")
     assert read_metadata(tmp_path / "fixed.onnx")["dynamic"] == "batch"
     with pytest.raises(UserError, match="exported for 96x96 inputs, given 128x160.*dynamic=all"):
         fixed.predict(batch_at((128, 160), 1, seed=0))
