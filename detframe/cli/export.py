@@ -1,12 +1,12 @@
 """`detframe-export` / `python tools/export.py`: a checkpoint as an ONNX or TorchScript file.
 
     python tools/export.py checkpoint=PATH [format=onnx|torchscript] [out=FILE] [nms=true|false]
-        [dynamic=batch|none] [opset=17] [half=false] [size=N|H,W] [key=value ...]
+        [dynamic=batch|all|none] [opset=17] [half=false] [size=N|H,W] [key=value ...]
 
 The model, its weights (the EMA's when the run kept one) and the input size come from the checkpoint's
 saved config; `key=value` overrides change it first (`model.head.score_threshold=0.3` changes the
-threshold of the NMS in the graph). The graph takes uint8 images [B, 3, H, W] at the export size; see
-detframe/export/graph.py for its outputs and when they equal `predict`'s.
+threshold of the NMS in the graph). The graph takes uint8 images [B, 3, H, W] at the export size (any
+size with dynamic=all); see detframe/export/graph.py for its outputs and when they equal `predict`'s.
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ EXPORT_ARGS = {
                rule=NonEmpty("path")),
     "nms": Arg("true", "true: NMS in the graph (boxes, scores, labels, num_detections); false: raw "
                        "boxes and scores of every prior", kind=bool),
-    "dynamic": Arg("batch", "batch (any batch size) | none (the fixed batch of batch=); all (height and "
-                            "width too) is refused, see _parse", rule=OneOf("batch", "none", "all")),
+    "dynamic": Arg("batch", "batch (any batch size) | all (any batch size, height and width; ONNX "
+                            "only) | none (the fixed batch of batch=)", rule=OneOf("batch", "none", "all")),
     "batch": Arg("1", "the batch size traced (the only one accepted with dynamic=none)",
                  kind=int, rule=Range(1, integer=True)),
     "opset": Arg("17", "the ONNX opset, 11 to 20", kind=int, rule=Range(11, 20, integer=True)),
@@ -73,9 +73,10 @@ def run_export(args: Sequence[str]) -> Path:
     size = _size(cfg.pipeline.size)
     started = time.perf_counter()
     path = _write(model, cfg, own, out, size, device)
-    log.info("%s written (%.1f MB, %.1f s): %s input uint8 [%s, 3, %d, %d], outputs %s", path,
+    shown = ("H", "W") if own["dynamic"] == "all" else size  # traced at `size`, runs at any with all
+    log.info("%s written (%.1f MB, %.1f s): %s input uint8 [%s, 3, %s, %s], outputs %s", path,
              path.stat().st_size / 2**20, time.perf_counter() - started, own["format"],
-             "B" if own["dynamic"] == "batch" else own["batch"], *size,
+             own["batch"] if own["dynamic"] == "none" else "B", *shown,
              "boxes, scores, labels, num_detections" if own["nms"] else "boxes, scores (every prior)")
     if own["check"]:
         _check(path, own["format"], size, own["batch"])
@@ -91,10 +92,9 @@ def _parse(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     own, rest = parse_args(args, EXPORT_ARGS, "export")
     if "checkpoint" not in own:
         raise ConfigError("checkpoint=PATH: which checkpoint to export (a .pt file of a training run)")
-    if own["dynamic"] == "all":
-        raise ConfigError("dynamic=all: not supported: the heads' priors are laid out for one input size "
-                          "when traced, so another height or width would decode wrong boxes; use "
-                          "dynamic=batch and size=H,W (one file per input size)")
+    if own["dynamic"] == "all" and own["format"] == "torchscript":
+        raise ConfigError("dynamic=all: ONNX only (tested with onnxruntime); a TorchScript file is kept "
+                          "to its export size: use format=onnx, or dynamic=batch and size=H,W")
     opset = [a for a in args if a.startswith("opset=")]
     if own["format"] == "torchscript" and opset:
         raise ConfigError(f"{opset[-1]}: an ONNX setting; format=torchscript has none")
@@ -172,9 +172,9 @@ def _write(model: Any, cfg: Any, own: dict[str, Any], out: Path, size: tuple[int
     onnx = own["format"] == "onnx"
     graph = ExportGraph(model, nms=own["nms"], onnx=onnx).eval()
     example = torch.zeros((own["batch"], 3, *size), dtype=torch.uint8, device=device)
-    fixed_batch = None if own["dynamic"] == "batch" else own["batch"]
+    fixed_batch = own["batch"] if own["dynamic"] == "none" else None
     metadata = export_metadata(OmegaConf.to_yaml(cfg, resolve=True), list(cfg.data.class_names), own["nms"],
-                               size, model.nms_settings(), fixed_batch)
+                               size, model.nms_settings(), fixed_batch, own["dynamic"])
     out.parent.mkdir(parents=True, exist_ok=True)
     if onnx:
         return export_onnx(graph, out, example, dynamic=own["dynamic"], opset=own["opset"], metadata=metadata)

@@ -1,11 +1,13 @@
 """The part of a dense detector's `predict` that goes into an exported graph, and the NMS that ONNX runs.
 
 `predict` = network -> decode -> candidates (top-k) -> clip -> class-aware NMS -> the best
-`max_detections` -> original pixels. All but the last step are tensor code of fixed shape and go into
-the graph (`ExportGraph`); the resize/letterbox before the network and the mapping back to original
+`max_detections` -> original pixels. All but the last step are tensor code whose shapes follow the
+input's and go into the graph (`ExportGraph`); the priors, top-k bounds and the clip are computed from
+the traced sizes, so that a graph exported with a dynamic height and width (`dynamic=all`) runs at
+other sizes; the resize/letterbox before the network and the mapping back to original
 pixels stay outside, with the caller (`runtime.py`), as in evaluation.
 
-When the graph's detections equal `predict`'s (tests/export/test_parity.py checks it):
+When the graph's detections equal `predict`'s (tests/export/test_export.py and test_dynamic.py check it):
 - the candidates are the same set (`DenseHead.decode(candidates=True)`: top-k per level / per class /
   YOLO's preselection), as long as no two scores tie at the k-th place;
 - NMS: ONNX's NonMaxSuppression per (image, class) and torchvision's `batched_nms` make the same
@@ -22,6 +24,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from ..models.detectors.single_stage import SingleStageDetector
+from ..models.postprocess import at_most
 from ..ops.boxes import clip_boxes
 
 RAW_OUTPUTS = ("boxes", "scores")
@@ -62,7 +65,7 @@ class ExportGraph(nn.Module):
         boxes, scores = self.detector.decode(images, candidates=self.nms)
         if not self.nms:
             return boxes, scores
-        boxes = clip_boxes(boxes, images.shape[-2:])
+        boxes = clip_to_input(boxes, images)
         scores_bca = scores.transpose(1, 2).contiguous()  # [B, C, P]: NonMaxSuppression's layout
         if self.onnx and torch.onnx.is_in_onnx_export():
             selected = NonMaxSuppression.apply(boxes, scores_bca, self.max_detections, self.nms_iou,
@@ -70,6 +73,17 @@ class ExportGraph(nn.Module):
         else:
             selected = nms_indices(boxes, scores_bca, self.nms_iou, self.score_threshold)
         return top_detections(boxes, scores_bca, selected, self.max_detections)
+
+
+def clip_to_input(boxes: Tensor, images: Tensor) -> Tensor:
+    """Boxes [B, P, 4] xyxy clipped to the input's [H, W]. When traced H and W are 0-dim tensors:
+    clamped against a tensor of them, so that a graph with a dynamic height and width clips to the
+    size it is run at (`clip_boxes` takes numbers, which the tracer would record as constants)."""
+    h, w = images.shape[-2:]
+    if not isinstance(h, Tensor):
+        return clip_boxes(boxes, (h, w))
+    limits = torch.stack([w, h, w, h]).to(boxes.dtype)
+    return torch.minimum(boxes.clamp(min=0), limits)
 
 
 @torch.jit.script_if_tracing
@@ -122,7 +136,7 @@ def top_detections(boxes: Tensor, scores: Tensor, selected: Tensor,
     kept = torch.zeros_like(scores)
     kept[selected[:, 0], selected[:, 1], selected[:, 2]] = 1.0
     ranked = torch.where(kept > 0, scores, torch.full_like(scores, -1.0)).flatten(1)  # [B, C * P]
-    top_scores, top = ranked.topk(min(max_detections, num_classes * num_priors), dim=1)
+    top_scores, top = ranked.topk(at_most(max_detections, num_classes * num_priors), dim=1)
     valid = top_scores >= 0
     labels = torch.div(top, num_priors, rounding_mode="floor")
     prior = top - labels * num_priors

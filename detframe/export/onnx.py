@@ -34,14 +34,23 @@ DYNAMIC = ("batch", "all", "none")
 
 
 def dynamic_axes(graph: ExportGraph, dynamic: str) -> dict[str, dict[int, str]]:
-    """ONNX's dynamic axes for `dynamic`: batch (the batch axis of every input and output) or none.
+    """ONNX's dynamic axes for `dynamic`: batch (the batch axis of every input and output), all (the
+    images' height and width too) or none.
 
-    "all" (height and width too) is not offered: the priors of every dense head are laid out for the
-    feature map sizes of one input size when traced, so a graph fed another size would decode with the
-    wrong priors."""
+    With "all" the outputs' second axis is named as well: the number of priors of a raw export
+    follows the input size, and so may N = min(max_detections, C x P) of an NMS export. The graph
+    follows the size because the heads compute their priors from the traced feature map sizes
+    (models/priors/tracing.py)."""
     if dynamic == "none":
         return {}
-    return {name: {0: "batch"} for name in ("images", *graph.output_names)}
+    axes = {name: {0: "batch"} for name in ("images", *graph.output_names)}
+    if dynamic == "all":
+        axes["images"].update({2: "height", 3: "width"})
+        second = "detections" if graph.nms else "priors"
+        for name in ("boxes", "scores", "labels"):
+            if name in axes:
+                axes[name][1] = second
+    return axes
 
 
 def export_onnx(graph: ExportGraph, path: str | Path, example: Tensor, *, dynamic: str = "batch",

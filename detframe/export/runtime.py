@@ -8,6 +8,9 @@ clipped to `batch.orig_sizes`). The config and class names come from the file's 
 
     model, cfg = load_onnx_model("model.onnx", device="cpu")
     detections = model.predict(batch)        # a Batch from the val pipeline + collate, at the export size
+
+A file exported with `dynamic=all` (its `dynamic` entry says so) takes any input size; the others
+only the size they were exported at (`input_size`).
 """
 from __future__ import annotations
 
@@ -29,14 +32,19 @@ from .graph import nms_indices, top_detections
 CONFIG_KEY, CLASSES_KEY, OUTPUTS_KEY, SIZE_KEY, NMS_KEY, BATCH_KEY = (
     "detframe_config", "class_names", "detframe_outputs", "input_size", "nms_settings", "batch_size")
 METADATA_KEYS = [CONFIG_KEY, CLASSES_KEY, OUTPUTS_KEY, SIZE_KEY, NMS_KEY, BATCH_KEY]
+# Optional: files written before it lack it, and are dynamic in the batch at most.
+DYNAMIC_KEY = "dynamic"
 
 
 def export_metadata(config_yaml: str, class_names: list[str], nms: bool, size: tuple[int, int],
-                    nms_settings: Mapping[str, float | int], batch_size: int | None) -> dict[str, str]:
-    """The text entries an export stores (`batch_size` None: any batch size)."""
+                    nms_settings: Mapping[str, float | int], batch_size: int | None,
+                    dynamic: str | None = None) -> dict[str, str]:
+    """The text entries an export stores (`batch_size` None: any batch size; `dynamic`: the export's
+    dynamic= mode, default batch or none as `batch_size` says; `size` is the traced size)."""
     return {CONFIG_KEY: config_yaml, CLASSES_KEY: json.dumps(list(class_names)),
             OUTPUTS_KEY: "nms" if nms else "raw", SIZE_KEY: json.dumps(list(size)),
-            NMS_KEY: json.dumps(dict(nms_settings)), BATCH_KEY: json.dumps(batch_size)}
+            NMS_KEY: json.dumps(dict(nms_settings)), BATCH_KEY: json.dumps(batch_size),
+            DYNAMIC_KEY: dynamic or ("batch" if batch_size is None else "none")}
 
 
 class ExportedDetector:
@@ -61,15 +69,16 @@ class ExportedDetector:
         self.input_size: tuple[int, int] = tuple(json.loads(metadata[SIZE_KEY]))
         self.nms_settings = json.loads(metadata[NMS_KEY])
         self.batch_size: int | None = json.loads(metadata[BATCH_KEY])
+        self.any_size = metadata.get(DYNAMIC_KEY) == "all"
 
     def predict(self, batch: Batch) -> list[Detections]:
         """Detections per image in original pixels, best first (see `Detector.predict`)."""
         images = batch.images
-        if tuple(images.shape[-2:]) != self.input_size:
+        if not self.any_size and tuple(images.shape[-2:]) != self.input_size:
             h, w = self.input_size
             raise UserError(f"{self.source}: exported for {h}x{w} inputs, given {images.shape[-2]}x"
                             f"{images.shape[-1]}; resize the images to pipeline.size={h} (or export again "
-                            "with size=...)")
+                            "with size=..., or with dynamic=all for any size)")
         step = self.batch_size or len(images)
         chunks = [self._detect(images[i:i + step]) for i in range(0, len(images), step)]
         boxes, scores, labels, counts = (torch.cat(parts) for parts in zip(*chunks))
@@ -90,7 +99,7 @@ class ExportedDetector:
         if self.has_nms:
             return tuple(outputs)
         boxes, scores = outputs
-        h, w = self.input_size
+        h, w = images.shape[-2:]
         boxes = torch.stack([boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h),
                              boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)], dim=-1)
         scores = scores.transpose(1, 2)
@@ -99,7 +108,8 @@ class ExportedDetector:
         return top_detections(boxes, scores, selected, s["max_detections"])
 
     def __repr__(self) -> str:
-        return f"ExportedDetector({self.source}, {len(self.class_names)} classes, input {self.input_size})"
+        size = "any size" if self.any_size else self.input_size
+        return f"ExportedDetector({self.source}, {len(self.class_names)} classes, input {size})"
 
 
 def load_onnx_model(path: str | Path, device: str = "cpu") -> tuple[ExportedDetector, DictConfig]:

@@ -83,7 +83,8 @@ class Detector:
             max_detections: the model's detections per image (`model.head.max_detections`); with
                 `classes`, the detections kept per image of those classes (the model's own cap stays).
             size: the input size instead of `pipeline.size` (an int or [h, w]): every `size` of the
-                `pipeline.val` transforms is set to it.
+                `pipeline.val` transforms is set to it. An `.onnx` file takes it only when exported
+                with dynamic=all (its images of another size are refused otherwise).
             classes: keep only these classes (names or indices).
             batch_size: images per forward pass.
             overrides: further `key=value` changes of the saved config (`model.head.nms_iou=0.5`).
@@ -95,7 +96,7 @@ class Detector:
                                   f"model in {path} was fixed at export")
             model, config = _load_onnx(path, device)
             if size is not None:
-                _set_size(config, size)  # an export with a fixed input size refuses other sizes
+                _set_size(config, size)  # only a dynamic=all export takes it; the others refuse another size
         else:
             # with a class filter the cap applies after it, not inside the model (before it)
             head_max = max_detections if classes is None else None

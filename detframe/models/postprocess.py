@@ -138,5 +138,12 @@ def keep_topk(scores: Tensor, k: int, dim: int) -> Tensor:
     The fixed-shape form of step 1's top-k for exported graphs (see `DenseHead.decode`): a zero never
     passes a score threshold (a pair passes only when its score is strictly above it), so the
     candidates left above the threshold are those `_candidates` keeps."""
-    index = scores.topk(min(k, scores.shape[dim]), dim=dim).indices
+    index = scores.topk(at_most(k, scores.shape[dim]), dim=dim).indices
     return torch.zeros_like(scores).scatter(dim, index, scores.gather(dim, index))
+
+
+def at_most(k: int, size: int | Tensor) -> int | Tensor:
+    """min(k, size) for a top-k over `size` elements. While traced a size is a 0-dim tensor, and
+    Python's `min` would freeze the side that won at the traced input size into the graph (a top-k
+    larger than the input at another size); the tensor's clamp is recorded instead."""
+    return size.clamp(max=k) if isinstance(size, Tensor) else min(k, size)

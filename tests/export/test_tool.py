@@ -68,6 +68,27 @@ def test_detector_from_onnx_equals_from_checkpoint(files, tiny_shapes):
         assert_same([_detections(pt, 1)], [_detections(raw, 1)])
 
 
+def test_a_dynamic_export_runs_at_another_size(files, tiny_shapes, tmp_path):
+    """dynamic=all through the tool: `Detector` at size=128 from the .onnx (traced at 96) gives the
+    checkpoint's detections at 128; the dynamic=batch file refuses that size in one line."""
+    from detframe import Detector
+    from detframe.errors import UserError
+    from detframe.export.onnx import read_metadata
+
+    path = tmp_path / "any_size.onnx"
+    result = run_main("export", [f"checkpoint={files['checkpoint']}", f"out={path}", "dynamic=all"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert read_metadata(path)["dynamic"] == "all"
+    images = sorted((tiny_shapes / "JPEGImages").iterdir())[:2]
+    from_pt = Detector.from_checkpoint(files["checkpoint"], device="cpu", size=128)(images)
+    from_onnx = Detector.from_checkpoint(path, device="cpu", size=128)(images)
+    for pt, onnx in zip(from_pt, from_onnx):
+        assert len(pt.scores) > 0
+        assert_same([_detections(pt)], [_detections(onnx)])
+    with pytest.raises(UserError, match="exported for 96x96 inputs, given 128x128"):
+        Detector.from_checkpoint(files["onnx"], device="cpu", size=128)(images)
+
+
 def test_raw_outputs_are_the_decoded_priors(files, tiny_shapes):
     import onnxruntime as ort
 

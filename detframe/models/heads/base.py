@@ -30,7 +30,10 @@ class DenseHead(nn.Module):
       prior decoded, boxes xyxy in the padded input's pixels (not clipped), scores the probabilities
       `predict` gives `postprocess_dense` (sigmoid, softmax without background, objectness x class,
       class x centre-ness). Tensor code only, with no Python branch on values and no shape that depends
-      on them, so that `torch.jit.trace` / `torch.onnx.export` follow it at any batch size.
+      on them, so that `torch.jit.trace` / `torch.onnx.export` follow it at any batch size. For any
+      input size (`dynamic=all`) too: sizes come from tensors (`feature_shapes`, `image_size` hold
+      traced 0-dim tensors then), the prior generator builds from them uncached while tracing
+      (models/priors/tracing.py), and a top-k bound is `postprocess.at_most`, not Python's `min`.
       With `candidates=True` the scores of the pairs `predict` would not pass on to NMS (its top-k per
       level or per class, YOLO's preselection by objectness) are set to 0, using
       `postprocess.keep_topk`; NMS at `score_threshold` on what is left then keeps what `predict` keeps.

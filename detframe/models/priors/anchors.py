@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ...registry import PRIORS
 from ...rules import PositiveFloat, PositiveFloats, PositiveInt, PositiveInts, Probability
+from .tracing import tracing
 
 
 @PRIORS.register()
@@ -80,21 +81,28 @@ class AnchorGenerator:
 
     def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int],
                  device: torch.device | None = None) -> Tensor:
+        if len(feature_shapes) != len(self._base):
+            raise ValueError(
+                f"AnchorGenerator has {len(self._base)} levels but got {len(feature_shapes)} feature maps"
+            )
+        if tracing():  # traced sizes: recorded as ops that follow the input size, not cached
+            return self._grid(feature_shapes).to(device)
         key = (tuple(tuple(s) for s in feature_shapes), str(device))
         if key not in self._cache:
-            if len(feature_shapes) != len(self._base):
-                raise ValueError(
-                    f"AnchorGenerator has {len(self._base)} levels but got {len(feature_shapes)} feature maps"
-                )
-            self._cache[key] = torch.cat([
-                grid_boxes(base, stride, shape, self.center_offset)
-                for base, stride, shape in zip(self._base, self.strides, feature_shapes)
-            ]).to(device)
+            self._cache[key] = self._grid(feature_shapes).to(device)
         return self._cache[key]
+
+    def _grid(self, feature_shapes: Sequence[tuple[int, int]]) -> Tensor:
+        """[P, 4] anchors of every level; the sizes may be ints or traced 0-dim tensors."""
+        return torch.cat([grid_boxes(base, stride, shape, self.center_offset)
+                          for base, stride, shape in zip(self._base, self.strides, feature_shapes)])
 
 
 def grid_boxes(base: Tensor, stride: float, shape: tuple[int, int], center_offset: float) -> Tensor:
-    """Base boxes [A, 4] (centred on 0) shifted to every cell of an (h, w) grid: [h * w * A, 4]."""
+    """Base boxes [A, 4] (centred on 0) shifted to every cell of an (h, w) grid: [h * w * A, 4].
+
+    `shape` may hold traced 0-dim tensors (see tracing.py): `arange` over them is recorded with a
+    dynamic end."""
     h, w = shape
     xs = (torch.arange(w, dtype=torch.float32) + center_offset) * stride
     ys = (torch.arange(h, dtype=torch.float32) + center_offset) * stride

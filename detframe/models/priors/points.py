@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ...registry import PRIORS
 from ...rules import PositiveInts, Probability
+from .tracing import tracing
 
 
 @PRIORS.register()
@@ -36,20 +37,28 @@ class PointGenerator:
 
     def _build(self, feature_shapes: Sequence[tuple[int, int]],
                device: torch.device | None) -> tuple[Tensor, Tensor]:
+        if len(feature_shapes) != len(self.strides):
+            raise ValueError(f"PointGenerator has {len(self.strides)} levels but got "
+                             f"{len(feature_shapes)} feature maps")
+        if tracing():  # traced sizes: recorded as ops that follow the input size, not cached
+            return tuple(t.to(device) for t in self._grid(feature_shapes))
         key = (tuple(tuple(s) for s in feature_shapes), str(device))
         if key not in self._cache:
-            if len(feature_shapes) != len(self.strides):
-                raise ValueError(f"PointGenerator has {len(self.strides)} levels but got "
-                                 f"{len(feature_shapes)} feature maps")
-            points, strides = [], []
-            for stride, (h, w) in zip(self.strides, feature_shapes):
-                xs = (torch.arange(w, dtype=torch.float32) + self.offset) * stride
-                ys = (torch.arange(h, dtype=torch.float32) + self.offset) * stride
-                ys, xs = torch.meshgrid(ys, xs, indexing="ij")
-                points.append(torch.stack((xs, ys), dim=-1).reshape(-1, 2))
-                strides.append(torch.full((h * w,), stride))
-            self._cache[key] = (torch.cat(points).to(device), torch.cat(strides).to(device))
+            self._cache[key] = tuple(t.to(device) for t in self._grid(feature_shapes))
         return self._cache[key]
+
+    def _grid(self, feature_shapes: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+        """([P, 2] points, [P] strides) of every level; the sizes may be ints or traced 0-dim tensors
+        (`full_like` takes the count of points from a tensor, so a traced graph follows it)."""
+        points, strides = [], []
+        for stride, (h, w) in zip(self.strides, feature_shapes):
+            xs = (torch.arange(w, dtype=torch.float32) + self.offset) * stride
+            ys = (torch.arange(h, dtype=torch.float32) + self.offset) * stride
+            ys, xs = torch.meshgrid(ys, xs, indexing="ij")
+            level = torch.stack((xs, ys), dim=-1).reshape(-1, 2)
+            points.append(level)
+            strides.append(torch.full_like(level[:, 0], stride))
+        return torch.cat(points), torch.cat(strides)
 
     def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int],
                  device: torch.device | None = None) -> Tensor:

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ...registry import PRIORS
 from ...rules import Each, PositiveFloats, Range
+from .tracing import tracing
 
 
 @PRIORS.register()
@@ -77,16 +78,21 @@ class SSDPriorGenerator:
 
     def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int],
                  device: torch.device | None = None) -> Tensor:
+        if len(feature_shapes) != len(self._wh):
+            raise ValueError(
+                f"SSDPriorGenerator has {len(self._wh)} levels but got {len(feature_shapes)} feature maps"
+            )
+        if tracing():  # traced sizes: recorded as ops that follow the input size, not cached
+            return self._grid(feature_shapes, image_size).to(device)
         key = (tuple(tuple(s) for s in feature_shapes), tuple(image_size), str(device))
         if key not in self._cache:
-            if len(feature_shapes) != len(self._wh):
-                raise ValueError(
-                    f"SSDPriorGenerator has {len(self._wh)} levels but got {len(feature_shapes)} feature maps"
-                )
             self._cache[key] = self._grid(feature_shapes, image_size).to(device)
         return self._cache[key]
 
     def _grid(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int]) -> Tensor:
+        """[P, 4] boxes of every level. Both the feature sizes and the image size are scales here (the
+        centres are relative to the grid or to `steps`, the boxes to the image side), so when traced
+        both are 0-dim tensors and the pixel scale is stacked from them, not a constant."""
         h, w = image_size
         boxes = []
         for k, (fh, fw) in enumerate(feature_shapes):
@@ -100,4 +106,6 @@ class SSDPriorGenerator:
             centres = centres[:, None, :].expand(-1, a, 2).reshape(-1, 2)
             sizes = wh[None].expand(fh * fw, a, 2).reshape(-1, 2)
             boxes.append(torch.cat((centres - 0.5 * sizes, centres + 0.5 * sizes), dim=1))
-        return torch.cat(boxes) * torch.tensor([w, h, w, h], dtype=torch.float32)
+        scale = (torch.stack([w, h, w, h]).to(torch.float32) if isinstance(w, Tensor)
+                 else torch.tensor([w, h, w, h], dtype=torch.float32))
+        return torch.cat(boxes) * scale

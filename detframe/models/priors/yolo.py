@@ -10,6 +10,7 @@ from torch import Tensor
 from ...registry import PRIORS
 from ...rules import Each, PositiveInts, Range
 from .anchors import grid_boxes
+from .tracing import tracing
 
 # Per level, the (w, h) of each anchor in pixels.
 BaseSizes = Annotated[Sequence[Sequence[Sequence[float]]],
@@ -49,18 +50,25 @@ class YOLOPriorGenerator:
 
     def _build(self, feature_shapes: Sequence[tuple[int, int]],
                device: torch.device | None) -> tuple[Tensor, Tensor]:
+        if len(feature_shapes) != len(self._base):
+            raise ValueError(
+                f"YOLOPriorGenerator has {len(self._base)} levels "
+                f"but got {len(feature_shapes)} feature maps"
+            )
+        if tracing():  # traced sizes: recorded as ops that follow the input size, not cached
+            return tuple(t.to(device) for t in self._grid(feature_shapes))
         key = (tuple(tuple(s) for s in feature_shapes), str(device))
         if key not in self._cache:
-            if len(feature_shapes) != len(self._base):
-                raise ValueError(
-                    f"YOLOPriorGenerator has {len(self._base)} levels "
-                    f"but got {len(feature_shapes)} feature maps"
-                )
-            priors = [grid_boxes(b, s, shape, 0.5)
-                      for b, s, shape in zip(self._base, self.strides, feature_shapes)]
-            strides = [torch.full((len(p),), s) for p, s in zip(priors, self.strides)]
-            self._cache[key] = (torch.cat(priors).to(device), torch.cat(strides).to(device))
+            self._cache[key] = tuple(t.to(device) for t in self._grid(feature_shapes))
         return self._cache[key]
+
+    def _grid(self, feature_shapes: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+        """([P, 4] priors, [P] strides) of every level; the sizes may be ints or traced 0-dim tensors
+        (`full_like` takes the count of priors from a tensor, so a traced graph follows it)."""
+        priors = [grid_boxes(b, s, shape, 0.5)
+                  for b, s, shape in zip(self._base, self.strides, feature_shapes)]
+        strides = [torch.full_like(p[:, 0], s) for p, s in zip(priors, self.strides)]
+        return torch.cat(priors), torch.cat(strides)
 
     def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int],
                  device: torch.device | None = None) -> Tensor:
