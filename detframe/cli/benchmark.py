@@ -32,7 +32,7 @@ from ..config import (
 from ..engine.benchmark import FLOPS_NOTE
 from ..errors import ConfigError
 from ..rules import DEVICE, SIZE, Folder, NonEmpty, NonNegativeInt, OneOf, PositiveInt, Range
-from .common import Arg, parse_args, run_tool
+from .common import Arg, parse_args, require_key_values, run_tool
 
 log = logging.getLogger("detframe")
 
@@ -108,10 +108,7 @@ def _device(name: str) -> torch.device:
 
 
 def _parse(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    for arg in args:
-        if "=" not in arg and not arg.startswith("~"):
-            raise ConfigError(f"expected key=value, got '{arg}'. Own keys: {', '.join(BENCH_ARGS)}; other "
-                              "key=value arguments override the config")
+    require_key_values(args, ", ".join(BENCH_ARGS), "overrides of the config (key=value)")
     own, rest = parse_args(args, BENCH_ARGS, "benchmark")
     if "config" in own and "checkpoint" in own:
         raise ConfigError(f"config={','.join(own['config'])} checkpoint={own['checkpoint']}: give "

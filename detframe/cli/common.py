@@ -74,6 +74,14 @@ def parse_args(args: Sequence[str], spec: Mapping[str, Arg], tool: str,
     return values, rest
 
 
+def require_key_values(args: Sequence[str], keys: str, others: str) -> None:
+    """Stop on a bare word (`best.pt` for `checkpoint=best.pt`): every argument of a tool is key=value
+    (or `~key`). `keys` lists the tool's own keys and `others` says what the rest override."""
+    for arg in args:
+        if "=" not in arg and not arg.startswith("~"):
+            raise ConfigError(f"expected key=value, got '{arg}'. Keys: {keys}, or {others}")
+
+
 def read_arg(key: str, text: str, arg: Arg, note: str = "") -> Any:
     """`text` read as `arg.kind` and checked against `arg.rule`; `ConfigError` naming the key otherwise."""
     suffix = f" ({note})" if note else ""

@@ -24,7 +24,7 @@ from ..config import (
 )
 from ..errors import ConfigError, choices_text
 from ..rules import DEVICE, Folder, NonEmpty, OneOf
-from .common import Arg, parse_args, run_tool
+from .common import Arg, parse_args, require_key_values, run_tool
 
 log = logging.getLogger("detframe")
 
@@ -48,11 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def parse_eval_args(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     """Split the command line into the tool's own arguments (EVAL_ARGS: those given, and split, plots and
     save_results always), read and checked, and config overrides."""
-    for arg in args:
-        if "=" not in arg and not arg.startswith("~"):
-            raise ConfigError(f"expected key=value, got '{arg}'. Keys: "
-                              f"{', '.join(f'{k} ({v.help})' for k, v in EVAL_ARGS.items())}, "
-                              "or overrides of the config (group=option, key=value, +key=value, ~key)")
+    require_key_values(args, ", ".join(f"{k} ({v.help})" for k, v in EVAL_ARGS.items()),
+                       "overrides of the config (group=option, key=value, +key=value, ~key)")
     own, rest = parse_args(args, EVAL_ARGS, "eval")
     if ("checkpoint" in own) == ("results" in own):
         raise ConfigError("give checkpoint=PATH (evaluate a model) or results=PATH (evaluate a detections "

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf, open_dict
 
 from ..errors import ConfigError
 from ..rules import DEVICE, SIZE, NonEmpty, OneOf, Range
-from .common import Arg, parse_args, run_tool
+from .common import Arg, parse_args, require_key_values, run_tool
 
 log = logging.getLogger("detframe")
 
@@ -85,10 +85,7 @@ def run_export(args: Sequence[str]) -> Path:
 
 
 def _parse(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    for arg in args:
-        if "=" not in arg and not arg.startswith("~"):
-            raise ConfigError(f"expected key=value, got '{arg}'. Keys: {', '.join(EXPORT_ARGS)}, or "
-                              "overrides of the checkpoint's config (key=value)")
+    require_key_values(args, ", ".join(EXPORT_ARGS), "overrides of the checkpoint's config (key=value)")
     own, rest = parse_args(args, EXPORT_ARGS, "export")
     if "checkpoint" not in own:
         raise ConfigError("checkpoint=PATH: which checkpoint to export (a .pt file of a training run)")

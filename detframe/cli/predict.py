@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..rules import DEVICE, SIZE, Folder, NonEmpty, Probability, Range
-from .common import Arg, parse_args, run_tool
+from .common import Arg, parse_args, require_key_values, run_tool
 
 log = logging.getLogger("detframe")
 # What the summary line says of the files left out.
@@ -69,10 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def parse_predict_args(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     """The tool's own arguments, read and checked, and the config overrides."""
-    for arg in args:
-        if "=" not in arg and not arg.startswith("~"):
-            raise ConfigError(f"expected key=value, got '{arg}'. Keys: {', '.join(PREDICT_ARGS)}, or "
-                              "key=value overrides of the checkpoint's config")
+    require_key_values(args, ", ".join(PREDICT_ARGS), "overrides of the checkpoint's config (key=value)")
     own, rest = parse_args(args, PREDICT_ARGS, "predict")
     for key in ("checkpoint", "source"):
         if key not in own:

@@ -145,6 +145,11 @@ TOOL_ARGS = [
     tool_case("benchmark", "config=ssdlite_shapes", "checkpoint=x.pt", says=("not both",)),
     tool_case("benchmark", "config=ssd300_cooc", says=("Did you mean 'ssd300_coco'?",)),
     tool_case("benchmark", "out={file}", says=("expected a folder",)),
+    # a bare word where key=value belongs (checkpoint= forgotten)
+    tool_case("eval", "best.pt", says=("expected key=value", "checkpoint (a checkpoint")),
+    tool_case("predict", "best.pt", says=("expected key=value", "checkpoint, source")),
+    tool_case("export", "best.pt", says=("expected key=value", "checkpoint, format")),
+    tool_case("benchmark", "best.pt", says=("expected key=value", "config, checkpoint")),
 ]
 
 
