@@ -159,6 +159,8 @@ def _read(path: Path, reader: Callable):
         raise UserError(f"{path}: no such file")
     try:
         return reader(path)
+    except UserError:
+        raise  # already one line (onnx not installed, say)
     except Exception as e:  # noqa: BLE001 - the readers raise many kinds for a file of another kind
         raise UserError(f"{path}: not a readable exported model ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None

@@ -12,7 +12,7 @@ as an ONNX runtime session) with its run config, and is what `from detframe impo
 
 The images go through the SAME code as evaluation's: a `Sample` per image, the transforms built from
 `pipeline.val` by `build_pipeline`, `Collate(data.size_divisor)`, then `model.predict(batch)`, so that
-detections on a val image equal `tools/eval.py`'s (tests/inference/test_predict_parity.py).
+detections on a val image equal `tools/eval.py`'s (tests/inference/test_predict.py).
 """
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ from ..data.transforms import build_pipeline
 from ..errors import ConfigError, DatasetError, UserError
 from ..structures import Detections, Sample
 from .results import Prediction
-
-ONNX_MISSING = "ONNX support needs detframe.export (not installed in this build)"
 
 
 class Detector:
@@ -244,10 +242,8 @@ def _set_size(config: DictConfig, size: int | Sequence[int]) -> None:
 
 
 def _load_onnx(path: Path, device: str) -> tuple[Any, DictConfig]:
-    try:
-        from ..export.runtime import load_onnx_model
-    except ImportError:
-        raise UserError(f"checkpoint={path}: {ONNX_MISSING}") from None
+    from ..export.runtime import load_onnx_model
+
     return load_onnx_model(path, device)
 
 

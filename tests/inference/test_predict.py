@@ -169,17 +169,18 @@ def test_threshold_max_detections_classes_and_size(checkpoint, tiny_shapes):
     assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
 
 
-def test_onnx_without_the_export_package(tmp_path):
+def test_onnx_without_onnx_installed(tmp_path, monkeypatch):
+    # onnx and onnxruntime are an extra (`detframe[export]`): without them an .onnx model is one line
+    # saying how to install them
     from detframe import Detector
     from detframe.errors import UserError
 
-    try:
-        import detframe.export.runtime  # noqa: F401  (the export branch brings it)
-        pytest.skip("detframe.export is installed")
-    except ImportError:
-        pass
-    with pytest.raises(UserError, match="ONNX support needs detframe.export"):
-        Detector.from_checkpoint(tmp_path / "model.onnx")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\x08\x07")
+    with pytest.raises(UserError, match=r"onnx(runtime)? is not installed.*pip install 'detframe\[export\]'"):
+        Detector.from_checkpoint(model)
 
 
 @pytest.mark.slow  # through the command-line tool
