@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from ...dist import reduce_mean
+from ...structures import Batch, Detections
+from ..postprocess import keep_topk, postprocess_dense
 
 
 @dataclass
@@ -45,6 +47,24 @@ class DenseHead(nn.Module):
     def priors(self, outputs: DenseOutputs, image_size: tuple[int, int] | torch.Size) -> Tensor:
         """[P, 4] xyxy priors of `outputs`' levels for a padded input of (h, w) `image_size`."""
         return self.prior_generator(outputs.feature_shapes, tuple(image_size), outputs.cls_logits.device)
+
+    def postprocess(self, batch: Batch, i: int, scores, boxes, topk_mode: str | None) -> Detections:
+        """`postprocess_dense` of image `i` of `batch` with this head's settings (`score_threshold`,
+        `topk_candidates` unless `topk_mode` is None, `nms_iou`, `max_detections`): the call SSD's,
+        RetinaNet's and FCOS's `predict` end in."""
+        return postprocess_dense(
+            scores, boxes, batch.image_sizes[i], score_threshold=self.score_threshold,
+            topk_candidates=self.topk_candidates if topk_mode else None, topk_mode=topk_mode or "pairs",
+            nms_iou=self.nms_iou, max_detections=self.max_detections, scale=batch.scales[i],
+            offset=batch.offsets[i], orig_size=batch.orig_sizes[i],
+        )
+
+    def keep_topk_per_level(self, scores: Tensor, feature_shapes, per_location: int = 1) -> Tensor:
+        """[B, P, C] scores with all but each level's `topk_candidates` best (prior, class) pairs set to 0,
+        the candidates `predict` passes on with `topk_mode="pairs"` (for `decode(candidates=True)`)."""
+        sizes = [h * w * per_location for h, w in feature_shapes]
+        return torch.cat([keep_topk(level.flatten(1), self.topk_candidates, dim=1).view_as(level)
+                          for level in scores.split(sizes, dim=1)], dim=1)
 
 
 def flatten_levels(per_level: list[Tensor], channels: int) -> Tensor:

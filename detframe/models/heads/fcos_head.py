@@ -16,7 +16,6 @@ from ...registry import HEADS
 from ...rules import IoUThreshold, NonNegativeInt, OneOf, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from ..postprocess import keep_topk, postprocess_dense
 from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
@@ -189,12 +188,7 @@ class FCOSHead(DenseHead):
                                     outputs.centerness[i].float().split(sizes))
             ]
             decode = partial(self._decode, points, strides, outputs.box_regression[i].float())
-            results.append(postprocess_dense(
-                scores, decode, batch.image_sizes[i], score_threshold=self.score_threshold,
-                topk_candidates=self.topk_candidates, topk_mode="pairs", nms_iou=self.nms_iou,
-                max_detections=self.max_detections, scale=batch.scales[i], offset=batch.offsets[i],
-                orig_size=batch.orig_sizes[i],
-            ))
+            results.append(self.postprocess(batch, i, scores, decode, "pairs"))
         return results
 
     def decode(self, outputs: FCOSOutputs, image_size: Sequence[int],
@@ -208,10 +202,7 @@ class FCOSHead(DenseHead):
                             * torch.sigmoid(outputs.centerness.float())[..., None])
         if not candidates:
             return boxes, scores
-        sizes = [h * w for h, w in outputs.feature_shapes]
-        levels = [keep_topk(level.flatten(1), self.topk_candidates, dim=1).view_as(level)
-                  for level in scores.split(sizes, dim=1)]
-        return boxes, torch.cat(levels, dim=1)
+        return boxes, self.keep_topk_per_level(scores, outputs.feature_shapes)
 
     def _decode(self, points: Tensor, strides: Tensor, distances: Tensor, index: Tensor) -> Tensor:
         """Boxes [n, 4] of the points `index` [n] from their distances (only the candidates are decoded)."""

@@ -15,7 +15,6 @@ from ...registry import HEADS
 from ...rules import IoUThreshold, NonNegativeInt, OneOf, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from ..postprocess import keep_topk, postprocess_dense
 from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
@@ -145,12 +144,7 @@ class RetinaHead(DenseHead):
         for i in range(len(batch)):
             scores = [torch.sigmoid(logits) for logits in outputs.cls_logits[i].float().split(sizes)]
             decode = partial(self._decode, priors, outputs.box_regression[i].float())
-            results.append(postprocess_dense(
-                scores, decode, batch.image_sizes[i], score_threshold=self.score_threshold,
-                topk_candidates=self.topk_candidates, topk_mode="pairs", nms_iou=self.nms_iou,
-                max_detections=self.max_detections, scale=batch.scales[i], offset=batch.offsets[i],
-                orig_size=batch.orig_sizes[i],
-            ))
+            results.append(self.postprocess(batch, i, scores, decode, "pairs"))
         return results
 
     def decode(self, outputs: DenseOutputs, image_size: Sequence[int],
@@ -163,10 +157,7 @@ class RetinaHead(DenseHead):
         scores = torch.sigmoid(outputs.cls_logits.float())
         if not candidates:
             return boxes, scores
-        sizes = [h * w * self.num_anchors for h, w in outputs.feature_shapes]
-        levels = [keep_topk(level.flatten(1), self.topk_candidates, dim=1).view_as(level)
-                  for level in scores.split(sizes, dim=1)]
-        return boxes, torch.cat(levels, dim=1)
+        return boxes, self.keep_topk_per_level(scores, outputs.feature_shapes, self.num_anchors)
 
     def _decode(self, priors: Tensor, deltas: Tensor, index: Tensor) -> Tensor:
         """Boxes [n, 4] of the anchors `index` [n] from their deltas (only the candidates are decoded)."""

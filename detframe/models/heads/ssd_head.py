@@ -14,7 +14,7 @@ from ...registry import HEADS
 from ...rules import IoUThreshold, PositiveFloat, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from ..postprocess import keep_topk, postprocess_dense
+from ..postprocess import keep_topk
 from .base import DenseHead, DenseOutputs, flatten_levels, match_batch, num_positives
 
 
@@ -137,15 +137,8 @@ class SSDHead(DenseHead):
         # decoding only the candidates could round some boxes differently (see models/postprocess.py).
         boxes_all = self.coder.decode(priors, outputs.box_regression.float())
         scores_all = F.softmax(outputs.cls_logits.float(), dim=-1)[..., 1:]
-        return [
-            postprocess_dense(
-                scores_all[i], boxes_all[i], batch.image_sizes[i], score_threshold=self.score_threshold,
-                topk_candidates=self.topk_candidates, topk_mode="per_class", nms_iou=self.nms_iou,
-                max_detections=self.max_detections, scale=batch.scales[i], offset=batch.offsets[i],
-                orig_size=batch.orig_sizes[i],
-            )
-            for i in range(len(batch))
-        ]
+        return [self.postprocess(batch, i, scores_all[i], boxes_all[i], "per_class")
+                for i in range(len(batch))]
 
     def decode(self, outputs: DenseOutputs, image_size: Sequence[int],
                candidates: bool = False) -> tuple[Tensor, Tensor]:
