@@ -30,10 +30,10 @@ def test_backbone_and_neck_shapes_and_strides_at_128px(size):
     neck = PAFPN(backbone.out_channels, deepen_factor=deepen, depthwise=depthwise)
     assert backbone.out_channels == neck.out_channels == channels and backbone.strides == [8, 16, 32]
     with torch.no_grad():
-        features = backbone(torch.rand(2, 3, 128, 128))
+        features = backbone(torch.rand(1, 3, 128, 128))
         outs = neck(features)
     for maps in (features, outs):
-        assert [tuple(m.shape) for m in maps] == [(2, c, 128 // s, 128 // s)
+        assert [tuple(m.shape) for m in maps] == [(1, c, 128 // s, 128 // s)
                                                  for c, s in zip(channels, backbone.strides)]
     has_depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in neck.modules())
     assert has_depthwise == depthwise
@@ -80,6 +80,8 @@ def test_drop_block_drops_in_training_only():
     trained = drop.train()(x)
     assert (trained == 0).any() and (trained > 1).any()  # squares zeroed, the rest rescaled
     assert torch.equal(drop.eval()(x), x)
+    small = torch.ones(1, 8, 2, 2)  # a 2x2 map (C5 of a 64 px input): the block shrinks to 1x1
+    assert drop.train()(small).shape == small.shape
     block = CSPLayer(8, 8, drop_block_prob=0.5)
     assert any(isinstance(m, DropBlock) for m in block.modules())
     assert not any(isinstance(m, DropBlock) for m in CSPLayer(8, 8).modules())
@@ -92,7 +94,7 @@ def test_built_from_config_nodes_through_the_registries():
                        in_channels=backbone.out_channels)
     assert isinstance(backbone.stage4.sppf, SPPF) and any(isinstance(m, nn.Mish) for m in backbone.modules())
     with torch.no_grad():
-        outs = neck.eval()(backbone.eval()(torch.rand(1, 3, 64, 96)))
+        outs = neck(backbone(torch.rand(1, 3, 64, 96)))  # in training mode: DropBlock on a 2x3 C5
     assert [tuple(o.shape) for o in outs] == [(1, 32, 8, 12), (1, 64, 4, 6), (1, 128, 2, 3)]
 
 
@@ -101,6 +103,7 @@ def test_built_from_config_nodes_through_the_registries():
     ({"type": "CSPDarknet", "act": "relu"}, "act=relu: expected one of silu, mish, leaky_relu"),
     ({"type": "CSPDarknet", "out_indices": [4, 3]}, "out_indices"),
     ({"type": "CSPDarknet", "spp": "sppx"}, "spp=sppx"),
+    ({"type": "CSPDarknet", "drop_block_size": 4}, "drop_block_size=4: expected an odd integer"),
 ])
 def test_a_bad_argument_is_one_line_naming_it(node, words):
     with pytest.raises(ConfigError) as info:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ...registry import BACKBONES
 from ...rules import Distinct, Each, OneOf, PositiveFloat, Probability, Range
-from ..layers.csp import SPP, SPPF, Activation, CSPLayer, Focus, conv_bn_act
+from ..layers.csp import SPP, SPPF, Activation, BlockSize, CSPLayer, Focus, conv_bn_act
 
 STAGE_WIDTHS = (64, 128, 256, 512, 1024)  # stem, then stages 1-4, at widen_factor 1
 STAGE_DEPTHS = (3, 9, 9, 3)  # bottlenecks of stages 1-4 at deepen_factor 1
@@ -48,7 +48,7 @@ class CSPDarknet(nn.Module):
         depthwise: bool = False,
         spp: Annotated[str, OneOf("spp", "sppf", "none")] = "spp",
         drop_block_prob: Probability = 0.0,
-        drop_block_size: Annotated[int, Range(1, integer=True)] = 3,
+        drop_block_size: BlockSize = 3,
         norm_eps: PositiveFloat = 1e-3,
         norm_momentum: Probability = 0.03,
     ) -> None:

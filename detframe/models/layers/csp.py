@@ -14,12 +14,24 @@ from typing import Annotated
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import DropBlock2d
+from torchvision.ops import drop_block2d
 
-from ...rules import OneOf, PositiveFloat, PositiveInt, Probability
+from ...rules import OneOf, PositiveFloat, Probability, Rule
 
 ACTIVATIONS = ("silu", "mish", "leaky_relu")
 Activation = Annotated[str, OneOf(*ACTIVATIONS)]
+
+
+class OddInt(Rule):
+    """A positive odd integer (DropBlock's block size: torchvision pads by half of it)."""
+
+    text = "an odd integer >= 1"
+
+    def allows(self, value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1 and value % 2 == 1
+
+
+BlockSize = Annotated[int, OddInt()]
 
 
 def make_activation(name: str) -> nn.Module:
@@ -91,15 +103,26 @@ class Bottleneck(nn.Module):
 
 
 class DropBlock(nn.Module):
-    """DropBlock (Ghiasi et al. 2018) over torchvision's `DropBlock2d`: zeroes `block_size` squares
-    so that a fraction `p` of the activations is dropped, rescaling the rest; identity in eval mode."""
+    """DropBlock (Ghiasi et al. 2018) over torchvision's `drop_block2d`: zeroes `block_size` squares
+    so that a fraction `p` of the activations is dropped, rescaling the rest; identity in eval mode.
 
-    def __init__(self, p: Probability = 0.1, block_size: PositiveInt = 3) -> None:
+    `block_size` must be odd (torchvision's rule); on a map smaller than a block the block shrinks to
+    the largest odd size that fits (torchvision would shrink it to the map's side, even or odd, and fail).
+    """
+
+    def __init__(self, p: Probability = 0.1, block_size: BlockSize = 3) -> None:
         super().__init__()
-        self.drop = DropBlock2d(p, block_size)
+        if not OddInt().allows(block_size):
+            raise ValueError(f"block_size={block_size}: expected {OddInt.text}")
+        self.p, self.block_size = p, block_size
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(x)
+        size = min(self.block_size, *x.shape[-2:])
+        size -= 1 - size % 2
+        return drop_block2d(x, self.p, size, training=self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, block_size={self.block_size}"
 
 
 class CSPLayer(nn.Module):
@@ -127,6 +150,7 @@ class CSPLayer(nn.Module):
         self.blocks = nn.Sequential(*[Bottleneck(hidden, hidden, shortcut, 1.0, depthwise, **kwargs)
                                       for _ in range(num_blocks)])
         self.final_conv = ConvBNAct(2 * hidden, out_channels, 1, **kwargs)
+        # Built whenever asked for, so that an even size fails when the model is built, not in training.
         self.drop = DropBlock(drop_block_prob, drop_block_size) if drop_block_prob > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

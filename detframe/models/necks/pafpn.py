@@ -9,7 +9,6 @@ channels this is YOLOX's PAFPN layer for layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +16,8 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import NECKS
-from ...rules import PositiveFloat, PositiveInts, Probability, Range
-from ..layers.csp import Activation, ConvBNAct, CSPLayer, conv_bn_act
+from ...rules import PositiveFloat, PositiveInts, Probability
+from ..layers.csp import Activation, BlockSize, ConvBNAct, CSPLayer, conv_bn_act
 
 
 @NECKS.register()
@@ -43,7 +42,7 @@ class PAFPN(nn.Module):
         depthwise: bool = False,
         act: Activation = "silu",
         drop_block_prob: Probability = 0.0,
-        drop_block_size: Annotated[int, Range(1, integer=True)] = 3,
+        drop_block_size: BlockSize = 3,
         norm_eps: PositiveFloat = 1e-3,
         norm_momentum: Probability = 0.03,
     ) -> None:
