@@ -1,5 +1,6 @@
 from .fpn import FPN
+from .pafpn import PAFPN
 from .ssd_extra import SSDExtraLayers
 from .yolo_neck import YOLOv3Neck
 
-__all__ = ["FPN", "SSDExtraLayers", "YOLOv3Neck"]
+__all__ = ["FPN", "PAFPN", "SSDExtraLayers", "YOLOv3Neck"]
