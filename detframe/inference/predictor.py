@@ -31,6 +31,9 @@ from ..errors import ConfigError, DatasetError, UserError
 from ..structures import Detections, Sample
 from .results import Prediction
 
+# Exported files by suffix, and the loader of detframe.export.runtime that runs each.
+EXPORTED = {".onnx": "load_onnx_model", ".torchscript": "load_torchscript_model"}
+
 
 class Detector:
     """A detection model with its run config: call it on images, get a `Prediction` per image.
@@ -71,10 +74,11 @@ class Detector:
                         classes: Sequence[str | int] | None = None, batch_size: int = 8,
                         overrides: Sequence[str] = ()) -> Detector:
         """The model of a checkpoint (a `.pt` of detframe, the EMA's weights when the run kept them), or of
-        an exported `.onnx` file, with the config saved with it.
+        a file tools/export.py wrote (`.onnx`, run by onnxruntime; `.torchscript`), with the config saved
+        with it.
 
         Args:
-            path: the checkpoint or `.onnx` file.
+            path: the checkpoint, `.onnx` or `.torchscript` file.
             device: auto | cpu | cuda | cuda:N.
             score_threshold: the model's score threshold (`model.head.score_threshold`, higher or lower
                 than the trained config's); default: the config's.
@@ -88,11 +92,11 @@ class Detector:
             overrides: further `key=value` changes of the saved config (`model.head.nms_iou=0.5`).
         """
         path = Path(path).expanduser()
-        if path.suffix.lower() == ".onnx":
+        if path.suffix.lower() in EXPORTED:
             if overrides:
                 raise ConfigError(f"{' '.join(overrides)}: config overrides apply to a .pt checkpoint; the "
                                   f"model in {path} was fixed at export")
-            model, config = _load_onnx(path, device)
+            model, config = _load_exported(path, device)
             if size is not None:
                 _set_size(config, size)  # only a dynamic=all export takes it; the others refuse another size
         else:
@@ -241,10 +245,11 @@ def _set_size(config: DictConfig, size: int | Sequence[int]) -> None:
                 node.size = value
 
 
-def _load_onnx(path: Path, device: str) -> tuple[Any, DictConfig]:
-    from ..export.runtime import load_onnx_model
+def _load_exported(path: Path, device: str) -> tuple[Any, DictConfig]:
+    """An exported file (tools/export.py) as (model with `predict`, run config), by its suffix."""
+    from ..export import runtime
 
-    return load_onnx_model(path, device)
+    return getattr(runtime, EXPORTED[path.suffix.lower()])(path, device)
 
 
 def _model_device(model: Any, device: str) -> torch.device:

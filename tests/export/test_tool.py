@@ -68,6 +68,23 @@ def test_detector_from_onnx_equals_from_checkpoint(files, tiny_shapes):
         assert_same([_detections(pt, 1)], [_detections(raw, 1)])
 
 
+def test_detector_and_predict_from_torchscript(files, tiny_shapes, tmp_path):
+    from detframe import Detector
+
+    script = tmp_path / "model.torchscript"
+    result = run_main("export", [f"checkpoint={files['checkpoint']}", "format=torchscript", f"out={script}"],
+                      tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    images = sorted((tiny_shapes / "JPEGImages").iterdir())[:3]
+    from_pt = Detector.from_checkpoint(files["checkpoint"], device="cpu")(images)
+    for pt, ts in zip(from_pt, Detector.from_checkpoint(script, device="cpu")(images)):
+        assert len(pt.scores) > 0
+        assert_same([_detections(pt)], [_detections(ts)])
+    args = [f"checkpoint={script}", f"source={images[0]}", f"out={tmp_path / 'out'}", "save_images=false"]
+    assert run_main("predict", args, tmp_path).returncode == 0
+    assert (tmp_path / "out" / "predictions.json").is_file()
+
+
 def test_a_dynamic_export_runs_at_another_size(files, tiny_shapes, tmp_path):
     """dynamic=all through the tool: `Detector` at size=128 from the .onnx (traced at 96) gives the
     checkpoint's detections at 128; the dynamic=batch file refuses that size in one line."""
