@@ -108,6 +108,7 @@ def _boxes_with_text(image: np.ndarray, boxes: np.ndarray, colours: Sequence[tup
         x, y = float(box[0]), float(box[1])
         left, top, right, bottom = draw.textbbox((x, y), text, font=font)
         y -= (bottom - top) if y - (bottom - top) >= 0 else 0
+        x = max(0.0, x - max(0.0, right + 1 - w))  # a box at the right edge: its tag moves left, inside
         left, top, right, bottom = draw.textbbox((x, y), text, font=font)
         draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=colour)
         draw.text((x, y), text, fill=(0, 0, 0), font=font)

@@ -247,3 +247,15 @@ def test_unknown_class_lists_the_names(checkpoint, tiny_shapes, tmp_path):
     result = run_main("predict", [f"checkpoint={checkpoint}", f"source={val_files(tiny_shapes)[0]}",
                                   "classes=[circle,dog]"], tmp_path)
     assert_fails(result, "classes: unknown class 'dog'", "circle, square, triangle, star")
+
+
+def test_a_tag_at_the_right_edge_stays_inside_the_image():
+    from detframe.vis import draw_detections
+    from detframe.vis.draw import class_colours
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    drawn = draw_detections(image, np.array([[180.0, 40.0, 199.0, 90.0]]), np.array([0]), ["raccoon 0.99"])
+    colour = np.array(class_colours(1)[0], np.uint8)
+    tag = np.where((drawn[:40] == colour).all(-1))  # the tag's fill, above the box
+    assert tag[1].size > 0 and tag[1].max() <= 199
+    assert tag[1].min() < 170  # moved left of the box (x 180) to fit its text, not cut at the edge
