@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ...registry import PRIORS
 from ...rules import PositiveFloat, PositiveFloats, PositiveInt, PositiveInts, Probability
-from .tracing import tracing
+from .tracing import cached
 
 
 @PRIORS.register()
@@ -85,12 +85,7 @@ class AnchorGenerator:
             raise ValueError(
                 f"AnchorGenerator has {len(self._base)} levels but got {len(feature_shapes)} feature maps"
             )
-        if tracing():  # traced sizes: recorded as ops that follow the input size, not cached
-            return self._grid(feature_shapes).to(device)
-        key = (tuple(tuple(s) for s in feature_shapes), str(device))
-        if key not in self._cache:
-            self._cache[key] = self._grid(feature_shapes).to(device)
-        return self._cache[key]
+        return cached(self._cache, lambda: self._grid(feature_shapes), device, feature_shapes)
 
     def _grid(self, feature_shapes: Sequence[tuple[int, int]]) -> Tensor:
         """[P, 4] anchors of every level; the sizes may be ints or traced 0-dim tensors."""

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ...registry import PRIORS
 from ...rules import PositiveInts, Probability
-from .tracing import tracing
+from .tracing import cached
 
 
 @PRIORS.register()
@@ -40,12 +40,7 @@ class PointGenerator:
         if len(feature_shapes) != len(self.strides):
             raise ValueError(f"PointGenerator has {len(self.strides)} levels but got "
                              f"{len(feature_shapes)} feature maps")
-        if tracing():  # traced sizes: recorded as ops that follow the input size, not cached
-            return tuple(t.to(device) for t in self._grid(feature_shapes))
-        key = (tuple(tuple(s) for s in feature_shapes), str(device))
-        if key not in self._cache:
-            self._cache[key] = tuple(t.to(device) for t in self._grid(feature_shapes))
-        return self._cache[key]
+        return cached(self._cache, lambda: self._grid(feature_shapes), device, feature_shapes)
 
     def _grid(self, feature_shapes: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
         """([P, 2] points, [P] strides) of every level; the sizes may be ints or traced 0-dim tensors

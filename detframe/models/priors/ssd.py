@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ...registry import PRIORS
 from ...rules import Each, PositiveFloats, Range
-from .tracing import tracing
+from .tracing import cached
 
 
 @PRIORS.register()
@@ -82,12 +82,8 @@ class SSDPriorGenerator:
             raise ValueError(
                 f"SSDPriorGenerator has {len(self._wh)} levels but got {len(feature_shapes)} feature maps"
             )
-        if tracing():  # traced sizes: recorded as ops that follow the input size, not cached
-            return self._grid(feature_shapes, image_size).to(device)
-        key = (tuple(tuple(s) for s in feature_shapes), tuple(image_size), str(device))
-        if key not in self._cache:
-            self._cache[key] = self._grid(feature_shapes, image_size).to(device)
-        return self._cache[key]
+        return cached(self._cache, lambda: self._grid(feature_shapes, image_size), device, feature_shapes,
+                      tuple(image_size))
 
     def _grid(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int]) -> Tensor:
         """[P, 4] boxes of every level. Both the feature sizes and the image size are scales here (the

@@ -10,7 +10,7 @@ from torch import Tensor
 from ...registry import PRIORS
 from ...rules import Each, PositiveInts, Range
 from .anchors import grid_boxes
-from .tracing import tracing
+from .tracing import cached
 
 # Per level, the (w, h) of each anchor in pixels.
 BaseSizes = Annotated[Sequence[Sequence[Sequence[float]]],
@@ -55,12 +55,7 @@ class YOLOPriorGenerator:
                 f"YOLOPriorGenerator has {len(self._base)} levels "
                 f"but got {len(feature_shapes)} feature maps"
             )
-        if tracing():  # traced sizes: recorded as ops that follow the input size, not cached
-            return tuple(t.to(device) for t in self._grid(feature_shapes))
-        key = (tuple(tuple(s) for s in feature_shapes), str(device))
-        if key not in self._cache:
-            self._cache[key] = tuple(t.to(device) for t in self._grid(feature_shapes))
-        return self._cache[key]
+        return cached(self._cache, lambda: self._grid(feature_shapes), device, feature_shapes)
 
     def _grid(self, feature_shapes: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
         """([P, 4] priors, [P] strides) of every level; the sizes may be ints or traced 0-dim tensors
