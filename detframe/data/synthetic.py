@@ -8,6 +8,10 @@ gradient with distracting lines and dots that are not objects. Layout under `roo
     Annotations/000000.xml ...          Pascal VOC XML (1-based inclusive pixel coordinates)
     ImageSets/Main/{train,val}.txt      VOC split lists
     annotations/instances_{train,val}.json   COCO JSON (file_name relative to JPEGImages/)
+
+The COCO files also give each shape's exact mask as a compressed RLE `segmentation` (the pixels the
+shape was drawn on, whole even where a later shape or a clutter line covers part of it, so that the
+mask's bounding box is the box); `data.with_masks=true` reads them (instance segmentation).
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
+
+from .datasets.segmentation import encode_masks
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star")
 
@@ -61,18 +67,20 @@ def generate_shapes(root: Path, num_train: int, num_val: int, seed: int) -> None
     for split, count in (("train", num_train), ("val", num_val)):
         images, annotations, names = [], [], []
         for _ in range(count):
-            image, boxes, labels = _draw_image(rng)
+            image, boxes, labels, masks = _draw_image(rng)
             name = f"{index:06d}"
             cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), image[:, :, ::-1],
                         [cv2.IMWRITE_JPEG_QUALITY, 92])
             h, w = image.shape[:2]
             (root / "Annotations" / f"{name}.xml").write_text(_voc_xml(name, w, h, boxes, labels))
             images.append({"id": index + 1, "file_name": f"{name}.jpg", "width": w, "height": h})
-            for box, label in zip(boxes, labels):
+            rles = encode_masks(np.array(masks, np.uint8).reshape(-1, h, w))
+            for box, label, rle in zip(boxes, labels, rles):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 annotations.append({
                     "id": len(annotations) + 1, "image_id": index + 1, "category_id": int(label) + 1,
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+                    "segmentation": rle,
                 })
             names.append(name)
             index += 1
@@ -81,11 +89,13 @@ def generate_shapes(root: Path, num_train: int, num_val: int, seed: int) -> None
         (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
 
 
-def _draw_image(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
+def _draw_image(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[int], list[np.ndarray]]:
+    """An image, its shapes' boxes, labels and 0/1 masks [H, W]."""
     h, w = (int(v) for v in rng.integers(240, 361, size=2))
     image = _background(rng, h, w)
     boxes: list[np.ndarray] = []
     labels: list[int] = []
+    masks: list[np.ndarray] = []
     for _ in range(int(rng.integers(1, 7))):
         for _attempt in range(20):
             label = int(rng.integers(len(SHAPES_CLASSES)))
@@ -102,9 +112,10 @@ def _draw_image(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray],
                 image[mask > 0] = _colour(rng)
                 boxes.append(box)
                 labels.append(label)
+                masks.append((mask > 0).astype(np.uint8))
                 break
     _clutter(image, rng)
-    return image, boxes, labels
+    return image, boxes, labels, masks
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from .records import (
     Problem,
     Quirks,
 )
+from .segmentation import decode_masks
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class DetectionDataset(Dataset):
         self.listed = 0  # images the source lists (the readers set it)
         self.skipped: set = set()  # images dropped for bad input under on_error=skip
         self.cache = None  # an ImageCache, see data/cache.py
+        self.with_masks = False  # the records carry instance masks (readers that can read them set it)
 
     # -- bad input ------------------------------------------------------------------------------
 
@@ -124,6 +126,10 @@ class DetectionDataset(Dataset):
                          + ", ".join(f"{n} {what}" for what, n in dropped.items()))
         return "; ".join(facts)
 
+    def no_masks_reason(self) -> str:
+        """Why this dataset gives no instance masks (for the one-line error when they are needed)."""
+        return f"the {type(self).__name__} layout has boxes only"
+
     def ignored_what(self) -> str:
         """What the ignored boxes are in this layout, and how to count them (for messages)."""
         return "difficult / crowd"
@@ -156,9 +162,10 @@ class DetectionDataset(Dataset):
                 log.warning("skipped %s: %s (using the next image)", rec.path, e)
         else:
             raise DatasetError(f"{self.source}: no readable image at all")
+        masks = None if rec.masks is None else decode_masks(rec.masks, rec.height, rec.width)
         return Sample(
             image=image, boxes=rec.boxes.copy(), labels=rec.labels.copy(), ignore=rec.ignore.copy(),
-            image_id=rec.image_id, orig_size=image.shape[:2], file_name=str(rec.path),
+            image_id=rec.image_id, orig_size=image.shape[:2], file_name=str(rec.path), masks=masks,
         )
 
     def __getitem__(self, key: Any) -> Sample:

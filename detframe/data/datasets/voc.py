@@ -181,5 +181,10 @@ class VOCDetection(DetectionDataset):
         xmin, ymin, xmax, ymax = values
         return [xmin - 1, ymin - 1, xmax, ymax]
 
+    def no_masks_reason(self) -> str:
+        """VOC's SegmentationObject PNGs cover a subset of the images only and are not read."""
+        return ("Pascal VOC XML annotations give boxes only (the SegmentationObject PNGs, on a subset of "
+                "the images, are not read)")
+
     def ignored_what(self) -> str:
         return "difficult objects; VOCDetection's difficult=positive makes them ordinary objects"

@@ -63,6 +63,9 @@ class YOLODetection(DetectionDataset):
         on_error: "error" or "skip" (see `DetectionDataset`).
     """
 
+    def no_masks_reason(self) -> str:
+        return "YOLO txt labels give boxes only (YOLO segment polygons are not read)"
+
     def __init__(
         self,
         root: str,

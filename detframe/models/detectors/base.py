@@ -43,7 +43,14 @@ class Detector(nn.Module, abc.ABC):
       objects inside it and returns `loss_cls`, `loss_box`, `loss_giou` (plus one set per auxiliary
       decoder layer, `loss_cls_d0` ...); `predict` keeps the best queries with no NMS (one query per
       object by construction) and maps their boxes to original pixels.
+
+    Instance segmentation (Mask R-CNN) reads `Instances.masks` (uint8 [N, h, w] at each image's
+    unpadded size) and returns `Detections.masks` (bool [K, H0, W0], original pixels); it sets
+    `requires_masks = True` so that a run on a dataset without masks stops before training
+    (engine/preflight.py).
     """
+
+    requires_masks: bool = False  # the model trains on Instances.masks (data.with_masks must be true)
 
     @abc.abstractmethod
     def loss(self, batch: Batch) -> dict[str, Tensor]:
