@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 import cv2
 import numpy as np
 
-from .datasets.segmentation import encode_masks
+from ..ops.masks import encode_masks
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star")
 

@@ -11,6 +11,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ...errors import ConfigError, DatasetError, choices_text
+from ...ops.masks import decode_masks
 from ...structures import Sample
 from ..imagefile import SKIP_HINT, read_image
 from ..samplers import seeded
@@ -22,7 +23,6 @@ from .records import (
     Problem,
     Quirks,
 )
-from .segmentation import decode_masks
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """COCO `segmentation` entries as instance masks: checked, turned into compressed RLE when the file is
 read (a few hundred bytes per object instead of a bitmap per object for the whole run), and decoded
 into bitmaps when a sample is loaded. Every conversion is pycocotools.mask's (`frPyObjects`, `merge`,
-`decode`), so that the masks we train on are the ones COCOeval scores against.
+`decode`, through ops/masks.py), so that the masks we train on are the ones COCOeval scores against.
 
 The three forms COCO uses: polygons (a list of [x1, y1, x2, y2, ...] lists, continuous pixel
 coordinates), uncompressed RLE ({"counts": [ints], "size": [h, w]}, column-major runs starting with
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 
-import numpy as np
 from pycocotools import mask as mask_utils
 
 MASK_FORMS = ("a list of polygons [[x1, y1, x2, y2, ...], ...] with at least 3 points each, or an RLE "
@@ -70,20 +68,3 @@ def to_rle(segmentation: list | dict, height: int, width: int) -> dict:
     if isinstance(segmentation["counts"], list):
         return mask_utils.frPyObjects(segmentation, height, width)
     return {"size": list(segmentation["size"]), "counts": segmentation["counts"].encode()}
-
-
-def decode_masks(rles: Sequence[dict], height: int, width: int) -> np.ndarray:
-    """uint8 [N, height, width] bitmaps (0/1) of N compressed RLEs."""
-    if not rles:
-        return np.zeros((0, height, width), np.uint8)
-    return np.ascontiguousarray(mask_utils.decode(list(rles)).transpose(2, 0, 1))
-
-
-def encode_masks(masks: np.ndarray) -> list[dict]:
-    """Compressed RLEs, JSON-ready (`counts` as str), of [N, H, W] binary masks (bool or uint8)."""
-    if len(masks) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(np.asarray(masks, np.uint8).transpose(1, 2, 0)))
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return rles
