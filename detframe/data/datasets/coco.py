@@ -81,10 +81,10 @@ class CocoDetection(DetectionDataset):
                                f"Its categories: {choices_text(by_name)}; list those you train on in "
                                "data.class_names")
         super().__init__(class_names, transforms, on_error)
+        self.source, self.ann_path, self.filter_empty = str(ann_path), ann_path, filter_empty
         self.with_masks = with_masks
         if with_masks:
             self._check_has_masks()
-        self.source, self.ann_path, self.filter_empty = str(ann_path), ann_path, filter_empty
         self.category_ids = [by_name[n] for n in self.class_names]
         self.names_by_id = {c["id"]: c["name"] for c in cats}
         self._check_unlisted()
