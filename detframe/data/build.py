@@ -39,7 +39,7 @@ def build_dataset(data_cfg: DictConfig, split: str, pipeline_cfg: Any, check: st
         name = data_cfg.generate
         if name not in GENERATORS:
             raise ConfigError(f"data.generate: unknown generator '{name}'. Known: {choices_text(GENERATORS)}")
-        GENERATORS[name](data_cfg.root)
+        GENERATORS[name](data_cfg.root, with_masks=bool(data_cfg.get("with_masks", False)))
     if split not in data_cfg or data_cfg[split] is None:
         raise ConfigError(f"data.{split}: the data config defines no '{split}' dataset")
     options = {"class_names": list(data_cfg.class_names),

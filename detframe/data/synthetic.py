@@ -29,14 +29,21 @@ import numpy as np
 from ..ops.masks import encode_masks
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star")
+MASKS_MARK = "masks=rle"  # in .complete: the COCO files have segmentations (older sets lack them)
 
 log = logging.getLogger(__name__)
 
 
-def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 150, seed: int = 0) -> Path:
-    """Generate the shapes set at `root` unless it is already complete there. Returns the root."""
+def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 150, seed: int = 0,
+                  with_masks: bool = False) -> Path:
+    """Generate the shapes set at `root` unless it is already complete there. Returns the root.
+
+    `with_masks`: a set generated before the COCO files had masks is generated again (the same images,
+    now with their `segmentation`s) and replaces it.
+    """
     root = Path(root)
-    if (root / ".complete").exists():
+    marker = root / ".complete"
+    if marker.exists() and not (with_masks and MASKS_MARK not in marker.read_text()):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     log.info("generating the synthetic shapes set (%d train, %d val images, seed %d) under %s",
@@ -46,7 +53,11 @@ def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
         generate_shapes(tmp, num_train=num_train, num_val=num_val, seed=seed)
-        (tmp / ".complete").write_text(f"num_train={num_train} num_val={num_val} seed={seed}\n")
+        (tmp / ".complete").write_text(f"num_train={num_train} num_val={num_val} seed={seed} {MASKS_MARK}\n")
+        if marker.exists():  # an older set without masks: moved aside, then removed
+            old = root.with_name(f".{root.name}-old-{os.getpid()}")
+            os.rename(root, old)
+            shutil.rmtree(old, ignore_errors=True)
         try:
             os.rename(tmp, root)
         except OSError:

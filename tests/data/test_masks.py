@@ -194,3 +194,20 @@ def test_shapes_masks_are_exact_and_survive_the_yolo_pipeline(tiny_shapes):
     for target, size in zip(batch.targets, batch.image_sizes):
         assert target.masks.shape == (len(target.boxes), *size)
         assert (target.masks.flatten(1).sum(1) > 0).all()  # no box without mask pixels
+
+
+def test_a_shapes_set_from_before_masks_is_regenerated_when_masks_are_asked_for(tmp_path):
+    from detframe.data import ensure_shapes
+
+    root = ensure_shapes(tmp_path / "s", num_train=2, num_val=1, seed=3)
+    path = root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    for a in data["annotations"]:
+        a.pop("segmentation")
+    path.write_text(json.dumps(data))
+    (root / ".complete").write_text("num_train=2 num_val=1 seed=3\n")  # as older versions wrote it
+    ensure_shapes(root, num_train=2, num_val=1, seed=3)
+    assert "segmentation" not in json.loads(path.read_text())["annotations"][0]  # boxes only: kept
+    ensure_shapes(root, num_train=2, num_val=1, seed=3, with_masks=True)
+    assert "segmentation" in json.loads(path.read_text())["annotations"][0]
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]

@@ -82,7 +82,7 @@ class Detector(nn.Module, abc.ABC):
             One `Detections` per image, in batch order: boxes float32 [K, 4] xyxy in ORIGINAL-image
             pixels (the test-time resize / letterbox of `scales` and `offsets` undone, clipped to
             `orig_sizes`), scores float32 [K] best first, labels int64 [K] in 0..C-1 (there is no
-            background id); masks [K, h, w] in original pixels when a model makes them (a field
-            `Detections` does not have yet). The score
-            threshold and the number kept are the model's (its config), not the caller's.
+            background id); `masks` bool [K, H0, W0] in original pixels (pasted and thresholded at
+            0.5) when a model makes them, else None. The score threshold and the number kept are the
+            model's (its config), not the caller's.
         """
