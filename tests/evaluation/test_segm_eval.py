@@ -163,3 +163,21 @@ def test_ranks_gather_masks_as_rle():
     assert isinstance(parts[0][1].segmentation[0]["counts"], str)
     _, merged = merge_rank_predictions(parts)
     assert len(merged.segmentation) == len(merged) == 6
+
+
+def test_a_concatenation_of_masked_sets_gives_its_masks_to_the_evaluator(tiny_shapes):
+    """ConcatDataset's ground truth is made from its records: masks included, so mask AP of the ground
+    truth's own masks is 1."""
+    from detframe.data import CocoDetection, ConcatDataset
+    from detframe.ops.masks import decode_masks
+
+    parts = [CocoDetection(str(tiny_shapes / "annotations" / f"instances_{s}.json"),
+                           str(tiny_shapes / "JPEGImages"), with_masks=True) for s in ("train", "val")]
+    ds = ConcatDataset(parts)
+    ev = CocoEvaluator(ds)
+    for rec in ds.records:
+        masks = torch.from_numpy(decode_masks(rec.masks, rec.height, rec.width)).bool()
+        ev.process([rec.image_id], [Detections(torch.from_numpy(rec.boxes), torch.ones(len(rec.boxes)),
+                                               torch.from_numpy(rec.labels), masks)])
+    metrics = ev.compute()
+    assert metrics["coco/segm_AP"] == metrics["coco/AP"] == 1.0

@@ -197,18 +197,21 @@ class DetectionDataset(Dataset):
         """Ground truth as a COCO-format dict (original pixels, this dataset's category ids).
 
         Ignored instances (VOC difficult, COCO crowd) become `iscrowd: 1`, which pycocotools treats as
-        regions that neither count as misses nor make detections false positives.
+        regions that neither count as misses nor make detections false positives. Records read with
+        masks give each annotation its `segmentation` (compressed RLE), for mask AP.
         """
         images, annotations = [], []
         for rec in self.records:
             images.append({"id": rec.image_id, "width": rec.width, "height": rec.height,
                            "file_name": rec.path.name})
-            for box, label, ignore in zip(rec.boxes, rec.labels, rec.ignore):
+            masks = rec.masks if rec.masks is not None else [None] * len(rec.labels)
+            for box, label, ignore, rle in zip(rec.boxes, rec.labels, rec.ignore, masks):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 annotations.append({
                     "id": len(annotations) + 1, "image_id": rec.image_id,
                     "category_id": self.category_ids[int(label)],
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": int(ignore),
+                    **({"segmentation": _json_rle(rle)} if rle is not None else {}),
                 })
         categories = [{"id": cid, "name": name} for cid, name in zip(self.category_ids, self.class_names)]
         return {"images": images, "annotations": annotations, "categories": categories}
@@ -216,6 +219,13 @@ class DetectionDataset(Dataset):
     def __repr__(self) -> str:
         boxes = sum(len(r.labels) for r in self.records)
         return f"{type(self).__name__}({len(self)} images, {boxes} boxes, {len(self.class_names)} classes)"
+
+
+def _json_rle(rle: dict) -> dict:
+    """A compressed RLE with its `counts` as text, as COCO files write it."""
+    counts = rle["counts"]
+    text = counts.decode("ascii") if isinstance(counts, bytes) else counts
+    return {"size": list(rle["size"]), "counts": text}
 
 
 def _check_decoded_size(image: np.ndarray, rec: ImageRecord) -> None:
