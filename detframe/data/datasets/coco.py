@@ -5,7 +5,9 @@ categories and annotations, integer ids), so that a file of another kind fails w
 it. Bad annotations (a bbox that is not four finite numbers, a category id not in 'categories' or not
 in the config's class_names) are errors naming the file and the annotation id, or drop the image
 under data.on_error=skip; degenerate and out-of-image boxes are dropped or clipped and named in a
-warning. Boxes are in the stored pixel order of the images (see data/imagefile.py).
+warning. Boxes are in the stored pixel order of the images (see data/imagefile.py). With
+`with_masks`, each kept box's `segmentation` is read as well (segmentation.py): a malformed one is bad
+input like a malformed bbox, and a file with no segmentation at all is one error naming it.
 """
 from __future__ import annotations
 
