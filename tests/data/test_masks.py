@@ -91,6 +91,22 @@ def test_affine_warps_masks_nearest():
     assert gone.masks.shape == (0, 100, 140)
 
 
+def test_warping_only_the_window_of_each_mask_equals_warping_the_whole_mask():
+    import cv2
+
+    from detframe.data.transforms.masks import warp_masks
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        masks = rect_sample([[int(rng.integers(0, 40)), int(rng.integers(0, 25)), 45, 33]]).masks
+        angle, scale = np.radians(rng.uniform(-30, 30)), rng.uniform(0.3, 2.0)
+        matrix = np.array([[scale * np.cos(angle), -scale * np.sin(angle) + rng.uniform(-0.2, 0.2),
+                            rng.uniform(-20, 40)],
+                           [scale * np.sin(angle), scale * np.cos(angle), rng.uniform(-20, 40)]])
+        full = cv2.warpAffine(masks[0], matrix, (70, 50), flags=cv2.INTER_NEAREST, borderValue=0)
+        np.testing.assert_array_equal(warp_masks(masks, matrix, (50, 70))[0], full)
+
+
 def test_mosaic_and_mixup_carry_every_images_masks():
     samples = [rect_sample(image_id=i) for i in range(4)]
     s = Mosaic(40, min_visibility=0.0, min_size=0).apply(samples, (45, 38))

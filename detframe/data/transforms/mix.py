@@ -19,7 +19,7 @@ from ...rules import NonNegativeFloat, PixelValue, PositiveFloat, Probability, R
 from ...structures import Sample
 from .base import MixTransform, clip_and_filter, keep_boxes
 from .geometric import pair
-from .masks import concat_masks, place_masks, warp_masks
+from .masks import concat_masks, mosaic_masks, place_masks, warp_masks
 
 
 def _box_areas(boxes: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ class Mosaic(MixTransform):
         ch, cw = 2 * self.size[0], 2 * self.size[1]
         xc, yc = centre
         canvas = np.full((ch, cw, 3), self.fill, np.uint8)
-        boxes, labels, ignore, masks = [], [], [], []
+        boxes, labels, ignore, regions = [], [], [], []
         for quadrant, s in enumerate(samples[:4]):
             h, w = s.size
             # Region on the canvas (a) and the part of the image that lands there (b).
@@ -91,14 +91,13 @@ class Mosaic(MixTransform):
             boxes.append(s.boxes + np.array([xa1 - xb1, ya1 - yb1] * 2, np.float32))
             labels.append(s.labels)
             ignore.append(s.ignore)
-            masks.append(place_masks(s.masks, (ch, cw), (xa1, ya1, xa2, ya2), (xb1, yb1)))
+            regions.append(((xa1, ya1, xa2, ya2), (xb1, yb1)))
         boxes_all = np.concatenate(boxes)
         clipped, keep = clip_and_filter(boxes_all, (ch, cw), _box_areas(boxes_all), self.min_visibility,
                                         self.min_size)
-        masks_all = concat_masks(masks)
+        masks = mosaic_masks([s.masks for s in samples[:4]], regions, keep, (ch, cw))
         return replace(samples[0], image=canvas, boxes=clipped[keep], labels=np.concatenate(labels)[keep],
-                       ignore=np.concatenate(ignore)[keep],
-                       masks=None if masks_all is None else masks_all[keep])
+                       ignore=np.concatenate(ignore)[keep], masks=masks)
 
     def __repr__(self) -> str:
         return f"Mosaic(size={self.size}, p={self.p})"
