@@ -6,12 +6,15 @@ gradient with distracting lines and dots that are not objects. Layout under `roo
 
     JPEGImages/000000.jpg ...           images shared by both layouts
     Annotations/000000.xml ...          Pascal VOC XML (1-based inclusive pixel coordinates)
+    SegmentationObject/000000.png ...   VOC instance maps (pixel value k: the k-th object)
     ImageSets/Main/{train,val}.txt      VOC split lists
     annotations/instances_{train,val}.json   COCO JSON (file_name relative to JPEGImages/)
 
 The COCO files also give each shape's exact mask as a compressed RLE `segmentation` (the pixels the
 shape was drawn on, whole even where a later shape or a clutter line covers part of it, so that the
-mask's bounding box is the box); `data.with_masks=true` reads them (instance segmentation).
+mask's bounding box is the box); `data.with_masks=true` reads them (instance segmentation). The VOC
+instance maps hold one object per pixel, so there a shape drawn over another one takes its pixels (as
+in VOC itself).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import numpy as np
 from ..ops.masks import encode_masks
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star")
-MASKS_MARK = "masks=rle"  # in .complete: the COCO files have segmentations (older sets lack them)
+MASKS_MARK = "masks=rle+png"  # in .complete: the set has instance masks (older sets lack them)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 
 
 def generate_shapes(root: Path, num_train: int, num_val: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "annotations"):
+    for sub in ("JPEGImages", "Annotations", "SegmentationObject", "ImageSets/Main", "annotations"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPES_CLASSES)]
     index = 0
@@ -84,6 +87,7 @@ def generate_shapes(root: Path, num_train: int, num_val: int, seed: int) -> None
                         [cv2.IMWRITE_JPEG_QUALITY, 92])
             h, w = image.shape[:2]
             (root / "Annotations" / f"{name}.xml").write_text(_voc_xml(name, w, h, boxes, labels))
+            cv2.imwrite(str(root / "SegmentationObject" / f"{name}.png"), _instance_map(masks, h, w))
             images.append({"id": index + 1, "file_name": f"{name}.jpg", "width": w, "height": h})
             rles = encode_masks(np.array(masks, np.uint8).reshape(-1, h, w))
             for box, label, rle in zip(boxes, labels, rles):
@@ -190,6 +194,14 @@ def _cover(a: np.ndarray, b: np.ndarray) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     return float(iw * ih / ((a[2] - a[0]) * (a[3] - a[1])))
+
+
+def _instance_map(masks: list[np.ndarray], h: int, w: int) -> np.ndarray:
+    """VOC's SegmentationObject image: k where the k-th shape is visible (later shapes on top), else 0."""
+    index = np.zeros((h, w), np.uint8)
+    for k, mask in enumerate(masks, 1):
+        index[mask > 0] = k
+    return index
 
 
 def _voc_xml(name: str, w: int, h: int, boxes: list[np.ndarray], labels: list[int]) -> str:

@@ -212,6 +212,28 @@ def test_shapes_masks_are_exact_and_survive_the_yolo_pipeline(tiny_shapes):
         assert (target.masks.flatten(1).sum(1) > 0).all()  # no box without mask pixels
 
 
+def test_voc_instance_maps_give_the_visible_part_of_each_shape(tiny_shapes, tmp_path):
+    import shutil
+
+    from detframe.data import VOCDetection
+    from detframe.data.synthetic import SHAPES_CLASSES
+
+    voc = VOCDetection(str(tiny_shapes), "train", class_names=SHAPES_CLASSES, with_masks=True)
+    coco = CocoDetection(str(tiny_shapes / "annotations" / "instances_train.json"),
+                         str(tiny_shapes / "JPEGImages"), with_masks=True)
+    for i in range(len(voc)):
+        visible, whole = voc.load_sample(i).masks, coco.load_sample(i).masks
+        assert visible.shape == whole.shape and not (visible > whole).any()
+        assert (visible.reshape(len(visible), -1).sum(1) > 0).all()
+    root = tmp_path / "voc"
+    shutil.copytree(tiny_shapes, root)
+    (root / "SegmentationObject" / "000001.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match="cannot read the instance mask file .*000001.png"):
+        VOCDetection(str(root), "train", class_names=SHAPES_CLASSES, with_masks=True)
+    assert len(VOCDetection(str(root), "train", class_names=SHAPES_CLASSES, with_masks=True,
+                            on_error="skip")) == 7
+
+
 def test_a_shapes_set_from_before_masks_is_regenerated_when_masks_are_asked_for(tmp_path):
     from detframe.data import ensure_shapes
 
