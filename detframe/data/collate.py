@@ -49,4 +49,8 @@ def _masks(sample: Sample) -> torch.Tensor | None:
     """The sample's masks as uint8 [N, h, w] (an empty [0, h, w] for an image without objects)."""
     if sample.masks is None:
         return None
-    return torch.from_numpy(np.ascontiguousarray(sample.masks, dtype=np.uint8).reshape(-1, *sample.size))
+    masks = np.ascontiguousarray(sample.masks, dtype=np.uint8)
+    if len(masks) and masks.shape[1:] != sample.size:
+        raise ValueError(f"image {sample.image_id}: masks of {masks.shape[1:]} (h, w) on an image of "
+                         f"{sample.size}: a transform moved the image without its masks")
+    return torch.from_numpy(masks.reshape(-1, *sample.size))
