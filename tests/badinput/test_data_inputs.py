@@ -198,7 +198,7 @@ CASES = [
      "train", [MASKS], 2, ["000003.xml", "no instance mask file", "SegmentationObject/000003.png",
                            "ImageSets/Segmentation", SKIP]),
     ("yolo-asked-for-masks", "yolo", lambda r: None,
-     "check_dataset", [MASKS], 2, ["data.train", "YOLO txt labels give boxes only", "no instance masks"]),
+     "check_dataset", [MASKS], 2, ["data.train", "read as boxes only", "no instance masks"]),
     ("model-needs-masks-voc", "voc", lambda r: None,
      "train", MASK_MODEL, 2, ["data.with_masks=false", "MaskNeedingDetector", "needs instance masks",
                               "VOCDetection"]),

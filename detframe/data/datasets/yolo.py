@@ -64,7 +64,8 @@ class YOLODetection(DetectionDataset):
     """
 
     def no_masks_reason(self) -> str:
-        return "YOLO txt labels give boxes only (YOLO segment polygons are not read)"
+        return ("YOLO txt labels are read as boxes only (a polygon line gives its bounding box; its mask "
+                "is not read)")
 
     def __init__(
         self,
