@@ -93,7 +93,8 @@ class CenterNetHead(DenseHead):
     `draw_heatmap`); at floor(c) the box's width and height in output-map pixels (mmdetection's scale;
     CenterNet's too) and the offset c - floor(c). Ignored objects (crowd, difficult) are left out: they
     are no peaks, and their area counts as background (as mmdetection, which drops them on loading).
-    Two objects on the same floor(c) keep one size and offset (the last one written).
+    Two objects on the same floor(c) keep the size and offset of one of them (indexed assignment with a
+    repeated index: which one is unspecified; mmdetection's loop keeps the last).
     Loss: `loss_cls` (GaussianFocalLoss, penalty-reduced, alpha 2, beta 4) over the whole heatmap, divided
     by the number of peaks in the batch (`num_positives`); `loss_wh` and `loss_offset` (L1, weights 0.1
     and 1) at the peaks, divided by twice that number (per coordinate, as CenterNet and mmdetection).
