@@ -11,7 +11,8 @@ When the graph's detections equal `predict`'s (tests/export/test_export.py and t
 - the candidates are the same set (`DenseHead.decode(candidates=True)`: top-k per level / per class /
   YOLO's preselection), as long as no two scores tie at the k-th place;
 - NMS: ONNX's NonMaxSuppression per (image, class) and torchvision's `batched_nms` make the same
-  greedy choice unless an IoU lies within float rounding of `nms_iou`;
+  greedy choice unless an IoU lies within float rounding of `nms_iou`; a head whose `nms_iou` is None
+  (CenterNet: its `decode` keeps only heatmap peaks) gets no NMS, every candidate above the threshold;
 - the clip before NMS is to the whole input [H, W], `predict`'s to each image's `image_sizes`: they
   agree when every image fills the input, which the val pipelines make sure of (Resize and Letterbox
   to `pipeline.size`, no padding). An image smaller than the export size, padded, may differ in the
@@ -53,7 +54,7 @@ class ExportGraph(nn.Module):
         self.detector, self.nms, self.onnx = detector, nms, onnx
         settings = detector.nms_settings()
         self.score_threshold = float(settings["score_threshold"])
-        self.nms_iou = float(settings["nms_iou"])
+        self.nms_iou = None if settings["nms_iou"] is None else float(settings["nms_iou"])
         self.max_detections = int(settings["max_detections"])
         self.eval()  # an inference graph: batch norm from its running statistics
 
@@ -67,11 +68,11 @@ class ExportGraph(nn.Module):
             return boxes, scores
         boxes = clip_to_input(boxes, images)
         scores_bca = scores.transpose(1, 2).contiguous()  # [B, C, P]: NonMaxSuppression's layout
-        if self.onnx and torch.onnx.is_in_onnx_export():
+        if self.nms_iou is not None and self.onnx and torch.onnx.is_in_onnx_export():
             selected = NonMaxSuppression.apply(boxes, scores_bca, self.max_detections, self.nms_iou,
                                                self.score_threshold)
         else:
-            selected = nms_indices(boxes, scores_bca, self.nms_iou, self.score_threshold)
+            selected = select_pairs(boxes, scores_bca, self.nms_iou, self.score_threshold)
         return top_detections(boxes, scores_bca, selected, self.max_detections)
 
 
@@ -84,6 +85,14 @@ def clip_to_input(boxes: Tensor, images: Tensor) -> Tensor:
         return clip_boxes(boxes, (h, w))
     limits = torch.stack([w, h, w, h]).to(boxes.dtype)
     return torch.minimum(boxes.clamp(min=0), limits)
+
+
+def select_pairs(boxes: Tensor, scores: Tensor, iou: float | None, score_threshold: float) -> Tensor:
+    """The (image, class, prior) pairs kept, int64 [K, 3]: `nms_indices`, or with `iou` None (a head
+    without NMS) every pair whose score is above `score_threshold`. boxes [B, P, 4], scores [B, C, P]."""
+    if iou is None:
+        return torch.nonzero(scores > score_threshold)
+    return nms_indices(boxes, scores, iou, score_threshold)
 
 
 @torch.jit.script_if_tracing

@@ -26,7 +26,7 @@ from torch import Tensor
 from ..errors import UserError
 from ..ops.boxes import undo_resize
 from ..structures import Batch, Detections
-from .graph import nms_indices, top_detections
+from .graph import select_pairs, top_detections
 
 # The metadata an export writes (ONNX metadata_props, TorchScript _extra_files).
 CONFIG_KEY, CLASSES_KEY, OUTPUTS_KEY, SIZE_KEY, NMS_KEY, BATCH_KEY = (
@@ -90,7 +90,8 @@ class ExportedDetector:
 
     def _detect(self, images: Tensor) -> tuple[Tensor, ...]:
         """(boxes, scores, labels, num_detections) of the graph, NMS applied here for a raw export
-        (class-aware, over all priors: without the heads' top-k, so it may keep a few more pairs).
+        (class-aware, over all priors: without the heads' top-k, so it may keep a few more pairs; none for
+        a head without NMS, whose raw scores are already its peaks).
         A fixed-batch graph gets its last, smaller chunk padded with blank images."""
         n = len(images)
         if self.batch_size and n < self.batch_size:
@@ -104,7 +105,7 @@ class ExportedDetector:
                              boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)], dim=-1)
         scores = scores.transpose(1, 2)
         s = self.nms_settings
-        selected = nms_indices(boxes, scores, s["nms_iou"], s["score_threshold"])
+        selected = select_pairs(boxes, scores, s["nms_iou"], s["score_threshold"])
         return top_detections(boxes, scores, selected, s["max_detections"])
 
     def __repr__(self) -> str:

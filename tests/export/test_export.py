@@ -29,6 +29,7 @@ FAMILIES = {
                   "model.head.feat_channels=64"],
     "yolov3": ["config=yolov3_d53_small_raccoon"],
     "fcos": ["config=fcos_r18_fpn_raccoon", "model.neck.out_channels=64", "model.head.feat_channels=64"],
+    "centernet": ["config=centernet_r18_raccoon"],  # no NMS: 3x3 heatmap peaks (nms_iou None)
 }
 
 
@@ -51,6 +52,9 @@ def spread_scores(model: nn.Module, seed: int) -> nn.Module:
 def box_outputs(model: nn.Module) -> list[tuple[nn.Conv2d, slice | Tensor]]:
     """The last convs of the head and which of their output channels are box regression."""
     head = model.head
+    if hasattr(head, "wh_head"):  # CenterNet; its heatmap too: saturated at 1, its 3x3 peaks would tie
+        return [(head.wh_head[-1], slice(None)), (head.offset_head[-1], slice(None)),
+                (head.heatmap_head[-1], slice(None))]
     if hasattr(head, "bbox_reg"):  # RetinaNet, FCOS
         return [(head.bbox_reg, slice(None))]
     if hasattr(head, "reg_convs"):  # SSD, SSDLite
@@ -153,6 +157,21 @@ def first(batch):
 def blank(n: int) -> Tensor:
     """The example input an export traces: `n` black images at the export size."""
     return torch.zeros((n, 3, SIZE, SIZE), dtype=torch.uint8)
+
+
+def test_a_raw_export_of_a_head_without_nms_equals_predict(tmp_path):
+    """nms=false for CenterNet: the runtime keeps every peak above the threshold (no NMS: `nms_iou` is
+    None in the file's settings), the best `max_detections`, as `predict` does."""
+    from detframe.export import ExportGraph, export_onnx, load_onnx_model
+    from detframe.export.runtime import export_metadata
+
+    cfg, model = build("centernet")
+    assert model.nms_settings()["nms_iou"] is None
+    metadata = export_metadata("{}", list(cfg.data.class_names), False, (SIZE, SIZE), model.nms_settings(),
+                               None)
+    path = export_onnx(ExportGraph(model, nms=False), tmp_path / "raw.onnx", blank(1), metadata=metadata)
+    batch = synthetic_batch(2, seed=3)
+    assert_same(model.predict(batch), load_onnx_model(path)[0].predict(batch))
 
 
 def test_torchscript_equals_predict(tmp_path):
