@@ -1,0 +1,6 @@
+from .bbox_head import RoISamples, Shared2FCBBoxHead, sample_rois
+from .extractors import MultiScaleRoIAlign, RoIPool, fpn_levels
+from .standard import StandardRoIHead
+
+__all__ = ["MultiScaleRoIAlign", "RoIPool", "RoISamples", "Shared2FCBBoxHead", "StandardRoIHead",
+           "fpn_levels", "sample_rois"]
