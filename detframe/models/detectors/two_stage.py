@@ -40,27 +40,28 @@ class TwoStageDetector(NormalizingDetector):
         super().__init__(pixel_mean, pixel_std)
         self.backbone, self.neck, self.rpn_head, self.roi_head = backbone, neck, rpn_head, roi_head
 
-    def features(self, images: Tensor) -> list[Tensor]:
-        """The neck's maps, finest first, for uint8 images [B, 3, H, W]."""
+    def forward(self, images: Tensor) -> list[Tensor]:
+        """The neck's maps, finest first, for uint8 images [B, 3, H, W] (this family's own; not the
+        contract)."""
         return self.neck(self.backbone(self.normalize(images)))
 
     def proposals(self, batch: Batch, features: list[Tensor] | None = None) -> list[Tensor]:
         """The RPN's proposals per image, [n_i, 4] xyxy in input pixels (its train or test counts,
         by `self.training`)."""
-        features = self.features(batch.images) if features is None else features
+        features = self(batch.images) if features is None else features
         return self.rpn_head.proposals(self.rpn_head(features), batch.image_sizes, batch.images.shape[-2:])
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """Both stages' terms for a batch (see `Detector.loss`)."""
-        features = self.features(batch.images)
+        features = self(batch.images)
         outputs = self.rpn_head(features)
         input_size = batch.images.shape[-2:]
         losses = self.rpn_head.loss(outputs, batch.targets, input_size)
         proposals = self.rpn_head.proposals(outputs, batch.image_sizes, input_size)
-        return {**losses, **self.roi_head.loss(features, proposals, batch.targets)}
+        return {**losses, **self.roi_head.loss(features, proposals, batch)}
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Detections]:
         """Detections per image, in original-image pixels (see `Detector.predict`)."""
-        features = self.features(batch.images)
+        features = self(batch.images)
         return self.roi_head.predict(features, self.proposals(batch, features), batch)

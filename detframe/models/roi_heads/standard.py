@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ...registry import HEADS
 from ...rules import IoUThreshold, NonNegativeFloat, PositiveInt, Probability
-from ...structures import Batch, Detections, Instances
+from ...structures import Batch, Detections
 from .bbox_head import Shared2FCBBoxHead, box_head_losses, decode_per_class, detections, sample_rois
 
 
@@ -57,16 +57,15 @@ class StandardRoIHead(nn.Module):
         pooled = in_channels[0] * roi_extractor.output_size ** 2
         self.bbox_head = Shared2FCBBoxHead(pooled, fc_channels, num_classes)
 
-    def loss(self, features: list[Tensor], proposals: list[Tensor],
-             targets: list[Instances]) -> dict[str, Tensor]:
+    def loss(self, features: list[Tensor], proposals: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         """{"loss_cls", "loss_box"} of a batch.
 
         Args:
             features: the neck's maps, finest first.
             proposals: per image [n_i, 4] xyxy input pixels (the RPN's, without gradient).
-            targets: per image, boxes in the input's pixels, labels 0..C-1, ignore flags.
+            batch: its targets (boxes in the input's pixels, labels 0..C-1, ignore flags) and sizes.
         """
-        samples = sample_rois(proposals, targets, self.assigner, self.sampler)
+        samples = sample_rois(proposals, batch.targets, self.assigner, self.sampler)
         logits, deltas = self.bbox_head(self.roi_extractor(features, samples.rois))
         cls, box = box_head_losses(logits, deltas, samples, self.coder, self.loss_cls, self.loss_box)
         return {"loss_cls": cls, "loss_box": box}
