@@ -84,3 +84,23 @@ def test_coco80_selection_keeps_the_class_logits_and_deltas():
     torch.testing.assert_close(logits[12], original["roi_heads.box_predictor.cls_score.weight"][13])
     torch.testing.assert_close(deltas.view(80, 4, -1)[11],
                                original["roi_heads.box_predictor.bbox_pred.weight"].view(91, 4, -1)[13])
+
+
+def test_convert_tool_writes_a_faster_rcnn_checkpoint(tmp_path):
+    """tools/convert.py with torchvision's 91-slot state dict: a checkpoint whose config builds
+    faster_rcnn_r50_fpn on COCO's 80 classes and whose tensors fit it exactly."""
+    from detframe.config import load_run_config
+    from detframe.engine import load_checkpoint
+
+    from ..badinput.helpers import run_main
+
+    torch.manual_seed(0)
+    path = tmp_path / "frcnn_tv.pth"
+    torch.save(detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict(), path)
+    out = tmp_path / "frcnn_coco.pt"
+    result = run_main("convert", [f"arch={ARCH}", f"weights={path}", f"out={out}"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = load_checkpoint(out, "checkpoint")
+    cfg = load_run_config(out, state)
+    assert cfg.experiment_name == "faster_rcnn_r50_fpn_1x_coco" and cfg.model.roi_head.num_classes == 80
+    build_detector(cfg.model).load_state_dict(state["model"])  # strict

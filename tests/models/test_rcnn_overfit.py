@@ -13,14 +13,10 @@ from ..conftest import compose
 from .test_overfit import precise_batchnorm
 
 NARROW = ["model.backbone.depth=18", "model.neck.out_channels=64", "model.roi_head.fc_channels=256"]
-# Fewer proposals and sampled RoIs than the paper's (2000 / 512) for four 160 px images: a quarter of the
-# RoI head's work, the same learning.
-FEWER = ["model.rpn_head.pre_nms_top_n.train=500", "model.rpn_head.post_nms_top_n.train=500",
-         "model.roi_head.sampler.num=128"]
 DETECTORS = {
     # name: (overrides, optimizer steps, AdamW learning rate)
-    "faster_rcnn": (["model=faster_rcnn_r18_fpn", *NARROW, *FEWER], 20, 1e-3),
-    "cascade_rcnn": (["model=cascade_rcnn_r50_fpn", *NARROW, *FEWER], 20, 1e-3),
+    "faster_rcnn": (["model=faster_rcnn_r18_fpn", *NARROW], 20, 1e-3),
+    "cascade_rcnn": (["model=cascade_rcnn_r50_fpn", *NARROW], 20, 1e-3),
 }
 
 
