@@ -58,8 +58,8 @@ class RPNHead(DenseHead):
         coder: object,
         loss_cls: Callable,
         loss_box: Callable,
-        pre_nms_top_n: Mapping[str, int] = {"train": 2000, "test": 1000},  # noqa: B006 (never mutated)
-        post_nms_top_n: Mapping[str, int] = {"train": 2000, "test": 1000},  # noqa: B006
+        pre_nms_top_n: Mapping[str, int] = {"train": 2000, "test": 1000},  # read, never mutated
+        post_nms_top_n: Mapping[str, int] = {"train": 2000, "test": 1000},
         nms_iou: IoUThreshold = 0.7,
         min_size: NonNegativeFloat = 1e-3,
     ) -> None:
