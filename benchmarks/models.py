@@ -9,10 +9,10 @@
     python benchmarks/models.py --skip-speed                     # parameters and FLOPs only
 
 For each detector torchvision also has (SSD300-VGG16, SSDLite320-MobileNetV3-Large, RetinaNet-R50-FPN,
-FCOS-R50-FPN) it times a training step (forward, losses, backward, SGD step) and inference (forward,
-decoding, NMS, rescaling) of ours and of torchvision's, on the same random uint8 images and boxes,
-alternating ours and theirs round by round so both see the same machine load, and prints the median
-times and the ratio
+FCOS-R50-FPN, Faster R-CNN-R50-FPN) it times a training step (forward, losses, backward, SGD step) and
+inference (forward, decoding, NMS, rescaling) of ours and of torchvision's, on the same random uint8
+images and boxes, alternating ours and theirs round by round so both see the same machine load, and
+prints the median times and the ratio
 ours / torchvision (<= 1.0: ours is not slower): the median of the per-round ratios, with a 95% bootstrap
 interval, beside the ratio of the medians and of the fastest rounds. On a shared machine single rounds
 vary by 30%: use 15 rounds or more. Then parameters and forward FLOPs (multiply and add
@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from detframe.config import compose  # noqa: E402
 from detframe.models import build_detector  # noqa: E402
 from detframe.models.convert import EQUIVALENTS, load_torchvision  # noqa: E402
+from detframe.models.detectors import TwoStageDetector  # noqa: E402
 from detframe.structures import Batch, Instances  # noqa: E402
 
 NUM_CLASSES = 80  # COCO's; torchvision's SSDs count the background as one more
@@ -49,6 +50,7 @@ PAIRS = {
     "ssdlite320_mobilenet_v3_large": (320, {}),
     "retinanet_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
     "fcos_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
+    "fasterrcnn_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
 }
 # Every model config and the input size it is usually run at (h, w), for parameters and FLOPs.
 SIZES = {
@@ -56,12 +58,16 @@ SIZES = {
     "ssdlite_mobilenetv3_small": (256, 256), "retinanet_r50_fpn": (800, 1216),
     "retinanet_r18_fpn": (800, 1216), "yolov3_d53": (608, 608), "yolov3_d53_small": (320, 320),
     "fcos_r50_fpn": (800, 1216), "fcos_r18_fpn": (800, 1216),
+    "faster_rcnn_r50_fpn": (800, 1216), "faster_rcnn_r18_fpn": (800, 1216),
+    "cascade_rcnn_r50_fpn": (800, 1216),
 }
+# torchvision builders whose class count includes the background.
+WITH_BACKGROUND = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large", "fasterrcnn_resnet50_fpn")
 
 
 def compose_model(name: str, overrides: list[str] = ()) -> torch.nn.Module:
     cfg = compose([f"model={name}", *overrides])
-    cfg.model.head.num_classes = NUM_CLASSES
+    (cfg.model.get("head") or cfg.model.roi_head).num_classes = NUM_CLASSES  # a two-stage model's RoI head
     return build_detector(cfg.model)
 
 
@@ -70,7 +76,7 @@ def make_pair(arch: str, device: torch.device) -> tuple[torch.nn.Module, torch.n
     size, kwargs = PAIRS[arch]
     torch.manual_seed(0)
     theirs = getattr(detection, arch)(weights=None, weights_backbone=None,
-                                      num_classes=NUM_CLASSES + arch.startswith("ssd"), **kwargs)
+                                      num_classes=NUM_CLASSES + (arch in WITH_BACKGROUND), **kwargs)
     name, overrides = EQUIVALENTS[arch]
     ours = compose_model(name, overrides)
     load_torchvision(ours, theirs.state_dict(), arch)
@@ -216,8 +222,12 @@ def count(name: str, size: tuple[int, int]) -> tuple[float, float]:
     model = compose_model(name).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
     counter = FlopCounterMode(display=False)
+    images = torch.zeros(1, 3, *size, dtype=torch.uint8)
     with torch.no_grad(), counter:
-        model(torch.zeros(1, 3, *size, dtype=torch.uint8))
+        if isinstance(model, TwoStageDetector):  # its forward is the features only: count RPN + RoI head too
+            model.predict(Batch(images, [], [size], [size], [0], [(1.0, 1.0)], [(0.0, 0.0)]))
+        else:
+            model(images)
     return params, counter.get_total_flops() / 1e9
 
 

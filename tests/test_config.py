@@ -26,7 +26,8 @@ def test_every_experiment_composes_and_builds(name):
     assert cfg.experiment_name == name
     cfg.model.backbone.pretrained = None  # the recipes name ImageNet weights; tests download nothing
     model = build_detector(cfg.model)
-    assert model.head.num_classes == len(cfg.data.class_names) == cfg.data.num_classes
+    head = getattr(model, "head", None) or model.roi_head  # a two-stage detector's classes are its RoI head's
+    assert head.num_classes == len(cfg.data.class_names) == cfg.data.num_classes
 
 
 @pytest.mark.parametrize("group,option", GROUP_OPTIONS)

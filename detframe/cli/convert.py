@@ -38,6 +38,7 @@ RECIPES = {
     "ssdlite320_mobilenet_v3_large": "ssdlite_mobilenetv3_320_coco",
     "retinanet_resnet50_fpn": "retinanet_r50_fpn_1x_coco",
     "fcos_resnet50_fpn": "fcos_r50_fpn_1x_coco",
+    "fasterrcnn_resnet50_fpn": "faster_rcnn_r50_fpn_1x_coco",
 }
 
 

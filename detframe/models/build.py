@@ -6,7 +6,19 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
-from ..registry import ASSIGNERS, BACKBONES, CODERS, DETECTORS, HEADS, LOSSES, NECKS, PRIORS, Registry
+from ..registry import (
+    ASSIGNERS,
+    BACKBONES,
+    CODERS,
+    DETECTORS,
+    HEADS,
+    LOSSES,
+    NECKS,
+    PRIORS,
+    ROI_EXTRACTORS,
+    SAMPLERS,
+    Registry,
+)
 from .detectors import Detector
 
 # Keys of a head config that hold components, and the registry each is built from.
@@ -21,7 +33,14 @@ HEAD_PARTS: dict[str, Registry] = {
     "loss_wh": LOSSES,
     "loss_centerness": LOSSES,
     "loss_offset": LOSSES,
+    "sampler": SAMPLERS,
+    "roi_extractor": ROI_EXTRACTORS,
 }
+
+
+def head_keys(cfg: DictConfig) -> tuple[str, ...]:
+    """The head nodes of a `model` config: ("rpn_head", "roi_head") for a two-stage one, else ("head",)."""
+    return ("rpn_head", "roi_head") if cfg.get("rpn_head") is not None else ("head",)
 
 
 def build_detector(cfg: DictConfig) -> Detector:
@@ -34,14 +53,8 @@ def build_detector(cfg: DictConfig) -> Detector:
     backbone = BACKBONES.build(cfg.backbone)
     neck = NECKS.build(cfg.neck, in_channels=backbone.out_channels) if cfg.get("neck") else None
     in_channels = neck.out_channels if neck is not None else backbone.out_channels
-    head_cfg = cfg.head
-    parts: dict[str, Any] = {
-        key: registry.build(head_cfg[key])
-        for key, registry in HEAD_PARTS.items()
-        if head_cfg.get(key) is not None
-    }
-    head = HEADS.build(head_cfg, in_channels=in_channels, **parts)
-    detector = DETECTORS.build(cfg, backbone=backbone, neck=neck, head=head)
+    heads = {key: _build_head(cfg[key], in_channels) for key in head_keys(cfg)}
+    detector = DETECTORS.build(cfg, backbone=backbone, neck=neck, **heads)
     if not isinstance(detector, Detector):
         raise ConfigError(
             f"model.type: {cfg.type} is not a detframe.models.Detector subclass; the runner needs its "
@@ -57,8 +70,19 @@ def check_detector(cfg: DictConfig) -> None:
     BACKBONES.check(cfg.backbone)
     if cfg.get("neck"):
         NECKS.check(cfg.neck)
-    for key, registry in HEAD_PARTS.items():
-        if cfg.head.get(key) is not None:
-            registry.check(cfg.head[key])
-    HEADS.check(cfg.head)
+    for head in head_keys(cfg):
+        for key, registry in HEAD_PARTS.items():
+            if cfg[head].get(key) is not None:
+                registry.check(cfg[head][key])
+        HEADS.check(cfg[head])
     DETECTORS.check(cfg)
+
+
+def _build_head(head_cfg: DictConfig, in_channels: list[int]) -> Any:
+    """A head from its config node, its parts (`HEAD_PARTS`) built first."""
+    parts: dict[str, Any] = {
+        key: registry.build(head_cfg[key])
+        for key, registry in HEAD_PARTS.items()
+        if head_cfg.get(key) is not None
+    }
+    return HEADS.build(head_cfg, in_channels=in_channels, **parts)

@@ -1,15 +1,17 @@
 """Load the weights of torchvision's detectors into detframe's models of the same architecture.
 
-torchvision's `ssd300_vgg16`, `ssdlite320_mobilenet_v3_large`, `retinanet_resnet50_fpn` and
-`fcos_resnet50_fpn` are the same networks as detframe's `ssd300_vgg16`, `ssdlite_mobilenetv3`,
-`retinanet_r50_fpn` and `fcos_r50_fpn` configs (with the overrides in `EQUIVALENTS`); only the module
-names differ, and torchvision's FCOS lacks the learnt per-level scales, which the converter adds at 1
-(the identity). The converters rename the
-tensors, can pick the logit channels of a subset of classes (torchvision's COCO models predict 91
-slots: background plus COCO's category ids 1..90, of which 80 are used), and check that the result
-fits the model exactly. tests/models/test_torchvision_equivalence.py checks that converted models give
-torchvision's raw outputs and detections. Use: `load_torchvision(model, torchvision_model.state_dict(),
-"retinanet_resnet50_fpn", COCO80_IDS)` (see the README's "Models" section).
+torchvision's `ssd300_vgg16`, `ssdlite320_mobilenet_v3_large`, `retinanet_resnet50_fpn`,
+`fcos_resnet50_fpn` and `fasterrcnn_resnet50_fpn` are the same networks as detframe's `ssd300_vgg16`,
+`ssdlite_mobilenetv3`, `retinanet_r50_fpn`, `fcos_r50_fpn` and `faster_rcnn_r50_fpn` configs (with the
+overrides in `EQUIVALENTS`); only the module names differ, torchvision's FCOS lacks the learnt
+per-level scales, which the converter adds at 1 (the identity), and torchvision's R-CNN box predictor
+has deltas for the background too, which the converter drops. The converters rename the tensors,
+can pick the logit channels of a subset of classes (torchvision's COCO models predict 91 slots:
+background plus COCO's category ids 1..90, of which 80 are used), and check that the result fits the
+model exactly. tests/models/test_torchvision_equivalence.py (and test_rcnn_equivalence.py) check that
+converted models give torchvision's raw outputs (proposals) and detections. Use:
+`load_torchvision(model, torchvision_model.state_dict(), "retinanet_resnet50_fpn", COCO80_IDS)`
+(see the README's "Models" section).
 """
 from __future__ import annotations
 
@@ -57,6 +59,15 @@ RULES: dict[str, list[Rule]] = {
         (r"^head\.regression_head\.bbox_reg\.", "head.bbox_reg."),
         (r"^head\.regression_head\.bbox_ctrness\.", "head.centerness."),
     ],
+    "fasterrcnn_resnet50_fpn": [
+        (r"^backbone\.body\.", "backbone."),
+        (r"^backbone\.fpn\.", "neck.fpn."),
+        (r"^rpn\.head\.conv\.0\.0\.", "rpn_head.conv."),
+        (r"^rpn\.head\.cls_logits\.", "rpn_head.objectness."),
+        (r"^rpn\.head\.bbox_pred\.", "rpn_head.deltas."),
+        (r"^roi_heads\.box_head\.", "roi_head.bbox_head."),
+        (r"^roi_heads\.box_predictor\.", "roi_head.bbox_head."),
+    ],
 }
 # Tensors our model has and torchvision's does not, with the values that make them no-ops.
 ADDED: dict[str, dict[str, Tensor]] = {
@@ -77,7 +88,11 @@ EQUIVALENTS: dict[str, tuple[str, list[str]]] = {
         "model.head.max_detections=300",
     ]),
     "fcos_resnet50_fpn": ("fcos_r50_fpn", ["model.head.score_threshold=0.2"]),  # torchvision's default
+    "fasterrcnn_resnet50_fpn": ("faster_rcnn_r50_fpn", []),
 }
+# R-CNN box predictors: torchvision's has a logit and 4 deltas for each label slot, background (slot 0)
+# included; ours has the background logit first and deltas for the classes only.
+_RCNN_PREDICTORS = {"fasterrcnn_resnet50_fpn": "roi_head.bbox_head."}
 # The logit layers and how many logits each anchor has besides the classes (SSD's background).
 _CLASS_LAYERS = {
     "ssd300_vgg16": (r"^head\.cls_convs\.\d+\.(weight|bias)$", 1),
@@ -125,10 +140,30 @@ def select_classes(state: dict[str, Tensor], arch: str, class_index: Sequence[in
     return out
 
 
+def select_rcnn_classes(state: dict[str, Tensor], prefix: str,
+                        class_index: Sequence[int] | None) -> dict[str, Tensor]:
+    """An R-CNN box predictor's rows for the label slots `class_index` (all but the background's slot 0
+    when None): the background logit and each kept class's logit and 4 deltas, in that order."""
+    logits, deltas = f"{prefix}cls_score.", f"{prefix}bbox_pred."
+    slots = state[logits + "weight"].shape[0]
+    keep = list(class_index) if class_index is not None else list(range(1, slots))
+    if max(keep) >= slots:
+        raise ConfigError(f"{logits}weight: {slots} class slots, cannot select slot {max(keep)}")
+    out = dict(state)
+    for kind in ("weight", "bias"):
+        out[logits + kind] = state[logits + kind][[0, *keep]].clone()
+        per_slot = state[deltas + kind].view(slots, 4, *state[deltas + kind].shape[1:])
+        out[deltas + kind] = per_slot[keep].reshape(-1, *per_slot.shape[2:]).clone()
+    return out
+
+
 def convert_state_dict(state: dict[str, Tensor], arch: str,
                        class_index: Sequence[int] | None = None) -> dict[str, Tensor]:
-    """A torchvision detector's state dict as detframe's (see `rename`, `select_classes`, `ADDED`)."""
+    """A torchvision detector's state dict as detframe's (see `rename`, `select_classes`,
+    `select_rcnn_classes`, `ADDED`)."""
     state = {**rename(state, arch), **{k: v.clone() for k, v in ADDED.get(arch, {}).items()}}
+    if arch in _RCNN_PREDICTORS:
+        return select_rcnn_classes(state, _RCNN_PREDICTORS[arch], class_index)
     return select_classes(state, arch, class_index) if class_index is not None else state
 
 

@@ -144,6 +144,19 @@ class BCEWithLogitsLoss:
 
 
 @LOSSES.register()
+class CrossEntropyLoss:
+    """Softmax cross-entropy over C + 1 classes, background first, summed: the R-CNN box head's
+    classifier (Girshick 2015), which scores each sampled RoI against every class and the background."""
+
+    def __init__(self, loss_weight: NonNegativeFloat = 1.0) -> None:
+        self.loss_weight = loss_weight
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """logits: [N, C + 1]; targets: int64 [N], 0 background, 1..C object class + 1. Returns the sum."""
+        return self.loss_weight * F.cross_entropy(logits, targets, reduction="sum")
+
+
+@LOSSES.register()
 class MSELoss:
     """Squared error, summed (YOLOv3's width/height term on log-size targets)."""
 

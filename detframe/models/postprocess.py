@@ -50,8 +50,9 @@ def postprocess_dense(
          `score_threshold` (SSD; the same set as thresholding first), ordered by rank then class.
        With `topk_candidates=None` both keep every pair above the threshold, prior by prior (YOLOv3,
        after `preselect_priors`).
-    2. Boxes of the candidates' priors: `boxes` indexed, or called on the prior indices of each
-       group so that only candidates are decoded; then clipped to `image_size`.
+    2. Boxes of the candidates' priors: `boxes` indexed (by prior and class when class-specific), or
+       called on the prior indices of each group so that only candidates are decoded; then clipped to
+       `image_size`.
     3. Suppression: class-aware NMS at `nms_iou` (`torchvision.ops.batched_nms`: boxes of different
        classes never suppress each other), or `suppress(boxes, scores, labels) -> kept indices, best
        first` in its place, or none at all with `nms_iou=None` (a set predictor; CenterNet, whose
@@ -67,8 +68,9 @@ def postprocess_dense(
     Args:
         scores: [P, C] scores in [0, 1] of P priors and C classes, or a list of [P_l, C] per level
             whose priors are numbered level after level.
-        boxes: [P, 4] boxes of all priors, or a function from int64 [n] prior indices to their [n, 4]
-            boxes; xyxy in the (padded) input's pixels.
+        boxes: [P, 4] boxes of all priors, [P, C, 4] class-specific boxes (an R-CNN box head's, one
+            per prior and class), or a function from int64 [n] prior indices to their [n, 4] boxes;
+            xyxy in the (padded) input's pixels.
         image_size: (h, w) of the image inside the padded input.
         score_threshold: a pair is a candidate only if its score is above this.
         topk_candidates: candidates kept per group ("pairs") or per group and class ("per_class");
@@ -90,7 +92,10 @@ def postprocess_dense(
     for group in groups:
         prior_index, group_scores, labels = _candidates(group, score_threshold, topk_candidates, topk_mode)
         prior_index = prior_index + start
-        all_boxes.append(boxes(prior_index) if callable(boxes) else boxes[prior_index])
+        if callable(boxes):
+            all_boxes.append(boxes(prior_index))
+        else:
+            all_boxes.append(boxes[prior_index, labels] if boxes.dim() == 3 else boxes[prior_index])
         all_scores.append(group_scores)
         all_labels.append(labels)
         start += group.shape[0]

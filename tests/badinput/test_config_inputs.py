@@ -55,6 +55,12 @@ TRAIN = [
     case("model.head.score_threshold=1.5", says=("expected a number in [0, 1]",)),
     case("model.head.nms_iou=0", says=("expected a number in (0, 1]",)),
     case("model.backbone.arch=tiny", says=("one of large, small",)),
+    case("model=faster_rcnn_r18_fpn", "model.rpn_head.nms_iou=0", says=("expected a number in (0, 1]",),
+         drop="model.backbone.arch"),
+    case("model=faster_rcnn_r18_fpn", "model.roi_head.sampler.positive_fraction=1.5",
+         says=("expected a number in [0, 1]",), drop="model.backbone.arch"),
+    case("model=cascade_rcnn_r50_fpn", "model.roi_head.stage_ious=[0.5,0.6,1.7]",
+         named="model.roi_head.stage_ious=[0.5, 0.6, 1.7]", drop="model.backbone.arch"),
     case("scheduler.warmup_iters=-5", says=("expected an integer >= 0",)),
     # an older message (tests/engine/test_optim.py asserts it): the key, then the value
     case("scheduler.warmup=cosine", named="scheduler.warmup",

@@ -1,4 +1,5 @@
-from .base import Detector
+from .base import Detector, NormalizingDetector
 from .single_stage import SingleStageDetector
+from .two_stage import TwoStageDetector
 
-__all__ = ["Detector", "SingleStageDetector"]
+__all__ = ["Detector", "NormalizingDetector", "SingleStageDetector", "TwoStageDetector"]

@@ -9,7 +9,9 @@ Protocol would have to restate or leave unchecked. A base class says it once, le
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ...structures import Batch, Detections
@@ -34,9 +36,10 @@ class Detector(nn.Module, abc.ABC):
       original pixels). CenterNet's peak picking replaces NMS through that function's `suppress` /
       `nms_iou=None`.
     - Two-stage (`TwoStageDetector(backbone, neck, rpn_head, roi_head)`; Faster / Cascade / Mask R-CNN):
-      the RPN is a dense head whose "detections" are proposals (`postprocess_dense` with one objectness
-      column, hence class-agnostic NMS, kept in input pixels); the RoI head samples and matches them to
-      the objects itself. `loss` returns both stages' terms under distinct names (`loss_rpn_cls`,
+      the RPN is a dense head whose "detections" are proposals (per level top-k, NMS within each level,
+      kept in input pixels: `RPNHead.proposals`); the RoI head samples and matches them to the objects
+      itself and ends in `postprocess_dense` (class-specific boxes, class-aware NMS). `loss` returns
+      both stages' terms under distinct names (`loss_rpn_cls`,
       `loss_rpn_box`, `loss_cls`, `loss_box`, `loss_mask`; a cascade `loss_s1_cls` ...); `predict` runs
       RPN -> RoI head -> class-aware NMS -> original pixels.
     - Set predictors (DETR and its followers): `loss` does the Hungarian matching of queries to
@@ -86,3 +89,25 @@ class Detector(nn.Module, abc.ABC):
             0.5) when a model makes them, else None. The score threshold and the number kept are the
             model's (its config), not the caller's.
         """
+
+
+class NormalizingDetector(Detector):
+    """A `Detector` that normalises its uint8 input itself, with the statistics kept as buffers so that
+    checkpoints carry them: the part the single- and two-stage families share.
+
+    Args:
+        pixel_mean, pixel_std: per-channel RGB statistics in 0..255 units; `normalize` maps x to
+            (x - mean) / std.
+    """
+
+    def __init__(self, pixel_mean: Sequence[float], pixel_std: Sequence[float]) -> None:
+        super().__init__()
+        mean = torch.tensor(pixel_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(pixel_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("pixel_mean", mean, persistent=True)
+        self.register_buffer("pixel_std", std, persistent=True)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 (or float 0..255) [B, 3, H, W] -> normalised, in the dtype of the statistics (float32;
+        float16 in a model made `.half()` for export)."""
+        return (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std

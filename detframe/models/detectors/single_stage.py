@@ -10,11 +10,11 @@ from torch import Tensor, nn
 from ...registry import DETECTORS
 from ...rules import Each, Range
 from ...structures import Batch, Detections
-from .base import Detector
+from .base import NormalizingDetector
 
 
 @DETECTORS.register()
-class SingleStageDetector(Detector):
+class SingleStageDetector(NormalizingDetector):
     """A one-stage detector: the `Detector` contract over a dense head's `loss` and `predict`.
 
     Args:
@@ -32,17 +32,8 @@ class SingleStageDetector(Detector):
         pixel_std: Annotated[Sequence[float], Each(Range(0, lo_open=True), length=3)] = (
             58.395, 57.12, 57.375),
     ) -> None:
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std)
         self.backbone, self.neck, self.head = backbone, neck, head
-        mean = torch.tensor(pixel_mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(pixel_std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("pixel_mean", mean, persistent=True)
-        self.register_buffer("pixel_std", std, persistent=True)
-
-    def normalize(self, images: Tensor) -> Tensor:
-        """uint8 (or float 0..255) [B, 3, H, W] -> normalised, in the dtype of the statistics (float32;
-        float16 in a model made `.half()` for export)."""
-        return (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
 
     def forward(self, images: Tensor):
         """The head's raw outputs for uint8 images [B, 3, H, W] (this family's own; not the contract)."""

@@ -2,10 +2,11 @@ from .base import DenseOutputs, flatten_levels, match_batch, num_positives
 from .centernet_head import CenterNetHead, CenterNetOutputs
 from .fcos_head import FCOSHead, FCOSOutputs
 from .retina_head import RetinaHead
+from .rpn_head import RPNHead
 from .ssd_head import SSDHead, SSDLiteHead
 from .yolo_head import YOLOOutputs, YOLOv3Head
 
 __all__ = [
-    "CenterNetHead", "CenterNetOutputs", "DenseOutputs", "FCOSHead", "FCOSOutputs", "RetinaHead", "SSDHead",
-    "SSDLiteHead", "YOLOOutputs", "YOLOv3Head", "flatten_levels", "match_batch", "num_positives",
+    "CenterNetHead", "CenterNetOutputs", "DenseOutputs", "FCOSHead", "FCOSOutputs", "RetinaHead", "RPNHead",
+    "SSDHead", "SSDLiteHead", "YOLOOutputs", "YOLOv3Head", "flatten_levels", "match_batch", "num_positives",
 ]
