@@ -30,6 +30,9 @@ class Sample:
     scale: tuple[float, float] = (1.0, 1.0)  # (sx, sy)
     offset: tuple[float, float] = (0.0, 0.0)  # (ox, oy)
     file_name: str = ""
+    # uint8 [N, H, W] per-instance binary bitmaps at the current image's size, one per box in the same
+    # order; None when the dataset was read without masks (data.with_masks: false)
+    masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -42,6 +45,8 @@ class Sample:
                 f"image {self.image_id}: {len(self.boxes)} boxes, {len(self.labels)} labels, "
                 f"{len(self.ignore)} ignore flags"
             )
+        if self.masks is not None and len(self.masks) != len(self.boxes):
+            raise ValueError(f"image {self.image_id}: {len(self.boxes)} boxes, {len(self.masks)} masks")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -50,7 +55,9 @@ class Sample:
 
     def select(self, keep: np.ndarray) -> Sample:
         """A copy keeping only the instances where `keep` (bool mask or indices) is set."""
-        return replace(self, boxes=self.boxes[keep], labels=self.labels[keep], ignore=self.ignore[keep])
+        masks = None if self.masks is None else self.masks[keep]
+        return replace(self, boxes=self.boxes[keep], labels=self.labels[keep], ignore=self.ignore[keep],
+                       masks=masks)
 
 
 @dataclass
@@ -60,10 +67,17 @@ class Instances:
     boxes: Tensor  # float32 [N, 4] xyxy absolute, in the transformed image
     labels: Tensor  # int64 [N]
     ignore: Tensor  # bool [N]
+    # uint8 [N, h, w] binary, (h, w) = the image's size before batch padding (batch.image_sizes[i]),
+    # so no padding is stored; None without masks
+    masks: Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Instances:
-        return Instances(*(t.to(device, non_blocking=non_blocking)
-                           for t in (self.boxes, self.labels, self.ignore)))
+        return Instances(*(None if t is None else t.to(device, non_blocking=non_blocking)
+                           for t in (self.boxes, self.labels, self.ignore, self.masks)))
+
+    def pin_memory(self) -> Instances:
+        return Instances(*(None if t is None else t.pin_memory()
+                           for t in (self.boxes, self.labels, self.ignore, self.masks)))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -93,8 +107,7 @@ class Batch:
         return replace(
             self,
             images=self.images.pin_memory(),
-            targets=[Instances(t.boxes.pin_memory(), t.labels.pin_memory(), t.ignore.pin_memory())
-                     for t in self.targets],
+            targets=[t.pin_memory() for t in self.targets],
         )
 
     def __len__(self) -> int:
@@ -108,9 +121,12 @@ class Detections:
     boxes: Tensor  # float32 [K, 4] xyxy absolute
     scores: Tensor  # float32 [K]
     labels: Tensor  # int64 [K] in 0..num_classes-1
+    # bool [K, H0, W0] in original-image pixels (pasted and thresholded by the model); None for box models
+    masks: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Detections:
-        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
+        masks = None if self.masks is None else self.masks.to(device)
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), masks)
 
     def __len__(self) -> int:
         return len(self.scores)

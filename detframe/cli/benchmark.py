@@ -152,9 +152,11 @@ def _measure(name: str, cfg: DictConfig, state: dict | None, own: dict[str, Any]
     model = model.to(device)
     if own["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    one = bench.to_device(bench.synthetic_batch(1, size, num_classes, divisor), device, own["channels_last"])
-    many = bench.to_device(bench.synthetic_batch(own["batch_size"], size, num_classes, divisor, seed=1),
-                           device, own["channels_last"])
+    masks = bool(getattr(model, "requires_masks", False))
+    one = bench.to_device(bench.synthetic_batch(1, size, num_classes, divisor, with_masks=masks), device,
+                          own["channels_last"])
+    many = bench.to_device(bench.synthetic_batch(own["batch_size"], size, num_classes, divisor, seed=1,
+                                                 with_masks=masks), device, own["channels_last"])
     log.info("%s: %s, %.2fM parameters, input %dx%d, on %s", name, type(model).__name__, total / 1e6, *size,
              device)
     model.eval()

@@ -48,6 +48,8 @@ class DataConfig:
     size_divisor: PositiveInt = II("pipeline.size_divisor")  # pad batches to a multiple of this
     # bad input (unreadable file, unknown class): error | skip (drop the image, warn)
     on_error: Annotated[str, OneOf("error", "skip")] = "error"
+    # read instance masks (COCO `segmentation` polygons / RLE) into Sample.masks, for Mask R-CNN
+    with_masks: bool = False
     # image files checked at start-up: quick (headers, truncation) | full (decode) | off
     check: Annotated[str, OneOf("quick", "full", "off")] = "quick"
     # keep decoded images: ram | disk (under cache_dir)

@@ -20,6 +20,7 @@ from .datasets.base import DetectionDataset
 from .samplers import InferenceSampler, KeyedDataset, TrainBatchSampler
 from .synthetic import ensure_shapes
 from .transforms import build_pipeline
+from .transforms.masks import check_carries_masks
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,19 @@ def build_dataset(data_cfg: DictConfig, split: str, pipeline_cfg: Any, check: st
         name = data_cfg.generate
         if name not in GENERATORS:
             raise ConfigError(f"data.generate: unknown generator '{name}'. Known: {choices_text(GENERATORS)}")
-        GENERATORS[name](data_cfg.root)
+        GENERATORS[name](data_cfg.root, with_masks=bool(data_cfg.get("with_masks", False)))
     if split not in data_cfg or data_cfg[split] is None:
         raise ConfigError(f"data.{split}: the data config defines no '{split}' dataset")
     options = {"class_names": list(data_cfg.class_names),
                "on_error": on_error or data_cfg.get("on_error", "error")}
-    dataset = _build_node(data_cfg[split], options, transforms=build_pipeline(pipeline_cfg))
+    with_masks = bool(data_cfg.get("with_masks", False))
+    pipeline = build_pipeline(pipeline_cfg)
+    if with_masks:
+        options["with_masks"] = True
+        check_carries_masks(pipeline.transforms, f"pipeline.{split}")
+    dataset = _build_node(data_cfg[split], options, transforms=pipeline)
+    if with_masks:
+        _check_masks(dataset, split)
     if isinstance(dataset, DetectionDataset):
         _check(dataset, split, check or data_cfg.get("check", "quick"))
         if data_cfg.get("cache"):
@@ -53,6 +61,17 @@ def build_dataset(data_cfg: DictConfig, split: str, pipeline_cfg: Any, check: st
     elif len(dataset) == 0:
         raise ConfigError(f"data.{split}: the dataset is empty ({dataset!r})")
     return dataset
+
+
+def _check_masks(dataset: Dataset, split: str) -> None:
+    """data.with_masks=true on a dataset that cannot give masks: one line naming it, before training."""
+    if getattr(dataset, "with_masks", False):
+        return
+    name = getattr(dataset, "source", "") or repr(dataset)
+    reason = dataset.no_masks_reason() if isinstance(dataset, DetectionDataset) else "it gives no masks"
+    raise DatasetError(f"data.{split} ({name}): {reason}, so it has no instance masks; data.with_masks=true "
+                       "(asked for by a model that needs instance masks) needs a COCO-format set with "
+                       "'segmentation' polygons or RLE")
 
 
 def _check(dataset: DetectionDataset, split: str, level: str) -> None:

@@ -3,7 +3,8 @@
 Per split: images, boxes per class, images without boxes, ignored (difficult/crowd) boxes, the
 annotation quirks fixed on reading (degenerate and out-of-image boxes among them), missing or
 unreadable image files, duplicate ids and files, class names in the annotations that the config does
-not list (errors), and config classes with no instance (warnings).
+not list (errors), and config classes with no instance (warnings). Read with masks (data.with_masks),
+the instance masks are counted and malformed segmentations are errors like malformed boxes.
 
 Image files are checked at one of two levels: "quick" (the start-up default) opens each file and
 reads its header and last bytes: it finds missing, empty, non-image and truncated JPEG/PNG files, sizes
@@ -56,6 +57,7 @@ class SplitReport:
     quirks: Counter = field(default_factory=Counter)
     box_warnings: list[str] = field(default_factory=list)  # boxes dropped or clipped, the first places
     no_boxes: str | None = None  # why nothing is left to train on or evaluate
+    masks: int | None = None  # instance masks read (one per box); None: read without masks
     problems: list[Problem] = field(default_factory=list)
     level: str = "quick"
     checked_files: int = 0
@@ -207,6 +209,8 @@ def _count(report: SplitReport, records: list[ImageRecord]) -> None:
         report.images_with.update(set(labels))
         report.ignored.update(n for n, ig in zip(labels, rec.ignore) if ig)
         report.empty_images += int(not (~rec.ignore).any())
+        if rec.masks is not None:
+            report.masks = (report.masks or 0) + len(rec.masks)
     ids = Counter(r.image_id for r in records)
     files = Counter(r.path for r in records)
     report.duplicate_ids = sum(n - 1 for n in ids.values() if n > 1)
@@ -225,6 +229,9 @@ def format_report(report: SplitReport) -> str:
                  f"{sum(report.ignored.values()):>7}")
     lines.append(f"  images without boxes: {report.empty_images}; duplicate ids: {report.duplicate_ids}; "
                  f"files listed twice: {report.duplicate_files}")
+    if report.masks is not None:
+        bad = sum(p.kind == "bad_mask" for p in report.problems)
+        lines.append(f"  instance masks: {report.masks} (one per box); malformed segmentations: {bad}")
     if report.level != "off":
         lines.append(f"  image files: {report.checked_files} checked ({report.level}) "
                      f"in {report.seconds:.1f}s")
@@ -263,6 +270,8 @@ def summary_line(report: SplitReport) -> str:
     """One line for the training log."""
     text = (f"{report.name}: {report.dataset}; {report.empty_images} images without boxes, "
             f"{sum(report.ignored.values())} ignored boxes")
+    if report.masks is not None:
+        text += f", {report.masks} instance masks"
     if report.level != "off":
         text += f"; {report.checked_files} image files checked ({report.level}, {report.seconds:.2f}s)"
     return text

@@ -1,9 +1,11 @@
-"""Stack samples into a `Batch`: images padded at the bottom/right to a common, divisible size."""
+"""Stack samples into a `Batch`: images padded at the bottom/right to a common, divisible size.
+Instance masks stay per image at the image's own size: padding them would only store zeros."""
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from ..structures import Batch, Instances, Sample
@@ -29,7 +31,7 @@ class Collate:
             images[i, :, :h, :w] = torch.from_numpy(s.image).permute(2, 0, 1)
         targets = [
             Instances(torch.from_numpy(s.boxes).float(), torch.from_numpy(s.labels).long(),
-                      torch.from_numpy(s.ignore).bool())
+                      torch.from_numpy(s.ignore).bool(), _masks(s))
             for s in samples
         ]
         return Batch(
@@ -41,3 +43,14 @@ class Collate:
             scales=[tuple(s.scale) for s in samples],
             offsets=[tuple(s.offset) for s in samples],
         )
+
+
+def _masks(sample: Sample) -> torch.Tensor | None:
+    """The sample's masks as uint8 [N, h, w] (an empty [0, h, w] for an image without objects)."""
+    if sample.masks is None:
+        return None
+    masks = np.ascontiguousarray(sample.masks, dtype=np.uint8)
+    if len(masks) and masks.shape[1:] != sample.size:
+        raise ValueError(f"image {sample.image_id}: masks of {masks.shape[1:]} (h, w) on an image of "
+                         f"{sample.size}: a transform moved the image without its masks")
+    return torch.from_numpy(masks.reshape(-1, *sample.size))

@@ -6,8 +6,15 @@ gradient with distracting lines and dots that are not objects. Layout under `roo
 
     JPEGImages/000000.jpg ...           images shared by both layouts
     Annotations/000000.xml ...          Pascal VOC XML (1-based inclusive pixel coordinates)
+    SegmentationObject/000000.png ...   VOC instance maps (pixel value k: the k-th object)
     ImageSets/Main/{train,val}.txt      VOC split lists
     annotations/instances_{train,val}.json   COCO JSON (file_name relative to JPEGImages/)
+
+The COCO files also give each shape's exact mask as a compressed RLE `segmentation` (the pixels the
+shape was drawn on, whole even where a later shape or a clutter line covers part of it, so that the
+mask's bounding box is the box); `data.with_masks=true` reads them (instance segmentation). The VOC
+instance maps hold one object per pixel, so there a shape drawn over another one takes its pixels (as
+in VOC itself).
 """
 from __future__ import annotations
 
@@ -22,15 +29,24 @@ from xml.sax.saxutils import escape
 import cv2
 import numpy as np
 
+from ..ops.masks import encode_masks
+
 SHAPES_CLASSES = ("circle", "square", "triangle", "star")
+MASKS_MARK = "masks=rle+png"  # in .complete: the set has instance masks (older sets lack them)
 
 log = logging.getLogger(__name__)
 
 
-def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 150, seed: int = 0) -> Path:
-    """Generate the shapes set at `root` unless it is already complete there. Returns the root."""
+def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 150, seed: int = 0,
+                  with_masks: bool = False) -> Path:
+    """Generate the shapes set at `root` unless it is already complete there. Returns the root.
+
+    `with_masks`: a set generated before the COCO files had masks is generated again (the same images,
+    now with their `segmentation`s) and replaces it.
+    """
     root = Path(root)
-    if (root / ".complete").exists():
+    marker = root / ".complete"
+    if marker.exists() and not (with_masks and MASKS_MARK not in marker.read_text()):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     log.info("generating the synthetic shapes set (%d train, %d val images, seed %d) under %s",
@@ -40,7 +56,11 @@ def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
         generate_shapes(tmp, num_train=num_train, num_val=num_val, seed=seed)
-        (tmp / ".complete").write_text(f"num_train={num_train} num_val={num_val} seed={seed}\n")
+        (tmp / ".complete").write_text(f"num_train={num_train} num_val={num_val} seed={seed} {MASKS_MARK}\n")
+        if marker.exists():  # an older set without masks: moved aside, then removed
+            old = root.with_name(f".{root.name}-old-{os.getpid()}")
+            os.rename(root, old)
+            shutil.rmtree(old, ignore_errors=True)
         try:
             os.rename(tmp, root)
         except OSError:
@@ -54,25 +74,28 @@ def ensure_shapes(root: str | os.PathLike, num_train: int = 800, num_val: int = 
 
 def generate_shapes(root: Path, num_train: int, num_val: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "annotations"):
+    for sub in ("JPEGImages", "Annotations", "SegmentationObject", "ImageSets/Main", "annotations"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPES_CLASSES)]
     index = 0
     for split, count in (("train", num_train), ("val", num_val)):
         images, annotations, names = [], [], []
         for _ in range(count):
-            image, boxes, labels = _draw_image(rng)
+            image, boxes, labels, masks = _draw_image(rng)
             name = f"{index:06d}"
             cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), image[:, :, ::-1],
                         [cv2.IMWRITE_JPEG_QUALITY, 92])
             h, w = image.shape[:2]
             (root / "Annotations" / f"{name}.xml").write_text(_voc_xml(name, w, h, boxes, labels))
+            cv2.imwrite(str(root / "SegmentationObject" / f"{name}.png"), _instance_map(masks, h, w))
             images.append({"id": index + 1, "file_name": f"{name}.jpg", "width": w, "height": h})
-            for box, label in zip(boxes, labels):
+            rles = encode_masks(np.array(masks, np.uint8).reshape(-1, h, w))
+            for box, label, rle in zip(boxes, labels, rles):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 annotations.append({
                     "id": len(annotations) + 1, "image_id": index + 1, "category_id": int(label) + 1,
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+                    "segmentation": rle,
                 })
             names.append(name)
             index += 1
@@ -81,11 +104,13 @@ def generate_shapes(root: Path, num_train: int, num_val: int, seed: int) -> None
         (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
 
 
-def _draw_image(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
+def _draw_image(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[int], list[np.ndarray]]:
+    """An image, its shapes' boxes, labels and 0/1 masks [H, W]."""
     h, w = (int(v) for v in rng.integers(240, 361, size=2))
     image = _background(rng, h, w)
     boxes: list[np.ndarray] = []
     labels: list[int] = []
+    masks: list[np.ndarray] = []
     for _ in range(int(rng.integers(1, 7))):
         for _attempt in range(20):
             label = int(rng.integers(len(SHAPES_CLASSES)))
@@ -102,9 +127,10 @@ def _draw_image(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray],
                 image[mask > 0] = _colour(rng)
                 boxes.append(box)
                 labels.append(label)
+                masks.append((mask > 0).astype(np.uint8))
                 break
     _clutter(image, rng)
-    return image, boxes, labels
+    return image, boxes, labels, masks
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -168,6 +194,14 @@ def _cover(a: np.ndarray, b: np.ndarray) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     return float(iw * ih / ((a[2] - a[0]) * (a[3] - a[1])))
+
+
+def _instance_map(masks: list[np.ndarray], h: int, w: int) -> np.ndarray:
+    """VOC's SegmentationObject image: k where the k-th shape is visible (later shapes on top), else 0."""
+    index = np.zeros((h, w), np.uint8)
+    for k, mask in enumerate(masks, 1):
+        index[mask > 0] = k
+    return index
 
 
 def _voc_xml(name: str, w: int, h: int, boxes: list[np.ndarray], labels: list[int]) -> str:

@@ -66,10 +66,11 @@ def count_flops(fn: Callable[..., object], *args: object) -> int:
 
 
 def synthetic_batch(batch_size: int, size: tuple[int, int], num_classes: int, size_divisor: int = 1,
-                    seed: int = 0) -> Batch:
+                    seed: int = 0, with_masks: bool = False) -> Batch:
     """A batch as `data.collate` makes it: random uint8 images of `size` (h, w), padded to a multiple of
     `size_divisor`, each with 1 to 8 random boxes (xyxy px, at least 8 px wide and high) of random
-    classes. A private generator: the global random state is left alone."""
+    classes, and with `with_masks` each box's filled rectangle as its instance mask (uint8 [n, h, w], for
+    a model that `requires_masks`). A private generator: the global random state is left alone."""
     gen = torch.Generator().manual_seed(seed)
     h, w = size
     ph, pw = (-(-h // size_divisor) * size_divisor, -(-w // size_divisor) * size_divisor)
@@ -82,9 +83,18 @@ def synthetic_batch(batch_size: int, size: tuple[int, int], num_classes: int, si
         wh = 8 + torch.rand(n, 2, generator=gen) * (torch.tensor([w, h]) - 8 - x1y1)
         boxes = torch.cat([x1y1, x1y1 + wh], 1)
         labels = torch.randint(0, num_classes, (n,), generator=gen)
-        targets.append(Instances(boxes, labels, torch.zeros(n, dtype=torch.bool)))
+        masks = _box_masks(boxes, h, w) if with_masks else None
+        targets.append(Instances(boxes, labels, torch.zeros(n, dtype=torch.bool), masks))
     return Batch(images, targets, [size] * batch_size, [size] * batch_size, list(range(batch_size)),
                  scales=[(1.0, 1.0)] * batch_size, offsets=[(0.0, 0.0)] * batch_size)
+
+
+def _box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """uint8 [n, h, w]: 1 inside each box (pixels whose centre it covers)."""
+    ys, xs = torch.arange(h) + 0.5, torch.arange(w) + 0.5
+    inside_x = (xs >= boxes[:, 0, None]) & (xs < boxes[:, 2, None])  # [n, w]
+    inside_y = (ys >= boxes[:, 1, None]) & (ys < boxes[:, 3, None])  # [n, h]
+    return (inside_y[:, :, None] & inside_x[:, None, :]).to(torch.uint8)
 
 
 def to_device(batch: Batch, device: torch.device, channels_last: bool) -> Batch:

@@ -74,6 +74,7 @@ def batchnorm_message(culprit: str, layers: Sequence[str],
 
 def check_model(cfg: DictConfig, model: nn.Module, world_size: int = 1) -> None:
     """The built (and frozen) model against the config, before any data is read."""
+    check_masks(cfg, model)
     batch_size = value_of(cfg.data, "batch_size")
     if batch_size == 1 and not _synced(cfg, world_size):
         layers = batchnorm_layers(model)
@@ -81,6 +82,29 @@ def check_model(cfg: DictConfig, model: nn.Module, world_size: int = 1) -> None:
             raise ConfigError(batchnorm_message("data.batch_size=1", layers))
     _check_input_size(cfg, model)
     _check_forward(cfg, model)
+
+
+def check_masks(cfg: DictConfig, model: nn.Module) -> None:
+    """A model that trains on instance masks (`requires_masks`, Mask R-CNN) needs data read with them;
+    the dataset itself is checked when it is built (a layout or a file without masks: data/build.py)."""
+    if not getattr(model, "requires_masks", False) or value_of(cfg.data, "with_masks"):
+        return
+    node = cfg.data.get("train")
+    where = f"data.train ({_dataset_text(node)})" if node is not None else "the dataset"
+    raise ConfigError(f"data.with_masks=false: the model ({type(model).__name__}) needs instance masks, and "
+                      f"{where} is read without them; set data.with_masks=true with a COCO-format set "
+                      "whose annotations have 'segmentation' polygons or RLE")
+
+
+def _dataset_text(node: Any) -> str:
+    """A dataset node as a user knows it: its type and file or folder."""
+    if not isinstance(node, DictConfig):
+        return str(node)
+    for key in ("ann_file", "root", "images"):
+        value = value_of(node, key)
+        if value:
+            return f"{node.get('type')} {value}"
+    return str(node.get("type"))
 
 
 def check_train_loader(cfg: DictConfig, loader: Any, model: nn.Module, world_size: int = 1) -> None:

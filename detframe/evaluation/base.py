@@ -48,7 +48,9 @@ class PredictionBuffer:
                 self.dropped += int((~ok).sum())
                 boxes, scores = boxes[ok], scores[ok]
             labels = det.labels.detach().cpu().numpy()[ok]
-            self._parts.append(from_detections(int(image_id), boxes, scores, labels, self.category_ids))
+            masks = None if det.masks is None else det.masks.detach().cpu().numpy()[ok]
+            self._parts.append(from_detections(int(image_id), boxes, scores, labels, self.category_ids,
+                                               masks))
 
     def gathered(self) -> tuple[np.ndarray, Predictions]:
         """(processed image ids, predictions) of all ranks; see `dist.gather_predictions`."""

@@ -1,4 +1,5 @@
-"""COCO box mAP: the 12 numbers of pycocotools' COCOeval, from one of three backends.
+"""COCO box mAP: the 12 numbers of pycocotools' COCOeval, from one of three backends, and COCO mask
+mAP (`segm`) next to it when the model predicts instance masks.
 
 - `detframe` (default): coco_eval.py, pycocotools' algorithm vectorised with numpy. Bit-identical to
   pycocotools (the tests compare every entry of the precision/recall arrays) and ~30x faster.
@@ -6,6 +7,11 @@
 - `faster_coco_eval`: the C++ package (`pip install "detframe[fast]"`). It rounds a few values
   differently in the last bit, so "agrees" means within AGREEMENT_TOLERANCE of pycocotools on a
   built-in case, checked once per process; where it does not agree, pycocotools is used instead.
+
+Mask AP is pycocotools' COCOeval(iouType="segm") whatever the backend (the vectorised backend computes
+box IoUs only), on the predictions' RLEs against the dataset's `segmentation`s. As in detectron2, the
+results it reads have no `bbox`, so that pycocotools takes each detection's area from its mask (the
+area ranges small/medium/large of mask AP are mask areas). Its 12 numbers are `<prefix>/segm_AP`, ...
 """
 from __future__ import annotations
 
@@ -79,6 +85,7 @@ class CocoEvaluator(DetectionEvaluator):
         self._gt_dict = dataset.to_coco()
         self.result: CocoEvalResult | None = None
         self.summary = ""
+        self._warned_no_gt_masks = False
 
     def _evaluate(self, predictions: Predictions) -> dict[str, float]:
         # pycocotools cannot load an empty result list
@@ -98,7 +105,25 @@ class CocoEvaluator(DetectionEvaluator):
         self.summary = summary_text(stats, self.max_dets)
         if len(predictions) == 0:
             log.warning("%s: no detections at all", self.prefix)
-        return {f"{self.prefix}/{k}": v for k, v in stats.items()}
+        metrics = {f"{self.prefix}/{k}": v for k, v in stats.items()}
+        segm = self._evaluate_masks(predictions)
+        if segm is not None:
+            self.summary += "\nsegm (instance masks):\n" + summary_text(segm, self.max_dets)
+            metrics.update({f"{self.prefix}/segm_{k}": v for k, v in segm.items()})
+        return metrics
+
+    def _evaluate_masks(self, predictions: Predictions) -> dict[str, float] | None:
+        """COCO mask AP's 12 numbers when the predictions carry masks and the ground truth has them."""
+        if predictions.segmentation is None or len(predictions) == 0:
+            return None
+        anns = self._gt_dict.get("annotations") or []
+        if not anns or not all("segmentation" in a for a in anns):
+            if not self._warned_no_gt_masks:
+                log.warning("%s: the detections have masks but the ground truth has no 'segmentation' "
+                            "(data.with_masks=true with a COCO file that has them); no mask AP", self.prefix)
+                self._warned_no_gt_masks = True
+            return None
+        return summarize(reference_evaluate(self._gt_dict, predictions, self.max_dets, "pycocotools", "segm"))
 
     # -- reports ----------------------------------------------------------------------------------
 
@@ -157,9 +182,9 @@ class CocoEvaluator(DetectionEvaluator):
 
 
 def reference_evaluate(gt_dict: dict, predictions: Predictions, max_dets: tuple[int, ...],
-                       backend: str) -> CocoEvalResult:
+                       backend: str, iou_type: str = "bbox") -> CocoEvalResult:
     """COCOeval of pycocotools or faster_coco_eval on the same input; returns its precision/recall
-    arrays."""
+    arrays. `iou_type="segm"` evaluates the predictions' masks (their boxes left out, see above)."""
     if backend == "pycocotools":
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -171,7 +196,10 @@ def reference_evaluate(gt_dict: dict, predictions: Predictions, max_dets: tuple[
         coco_gt.dataset = copy.deepcopy(gt_dict)  # COCOeval writes flags into the annotation dicts
         coco_gt.createIndex()
         quiet = {} if backend == "pycocotools" else {"print_function": lambda *args, **kwargs: None}
-        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(to_coco_results(predictions)), "bbox", **quiet)
+        results = to_coco_results(predictions)
+        if iou_type == "segm":
+            results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(results), iou_type, **quiet)
         coco_eval.params.maxDets = list(max_dets)
         coco_eval.evaluate()
         coco_eval.accumulate()

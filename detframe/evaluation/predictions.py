@@ -2,7 +2,9 @@
 
 The COCO results format (image_id, category_id, bbox xywh in original pixels, score) is the common
 currency: the model's outputs are turned into it, results files are read into it, every evaluator reads
-it, and `to_coco_results` writes it back out in a form the official evaluation server accepts.
+it, and `to_coco_results` writes it back out in a form the official evaluation server accepts. A model
+that predicts instance masks adds a `segmentation` per row, a compressed RLE (a few hundred bytes, which
+is also what crosses processes in distributed evaluation, never a bitmap).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError, choices_text
+from ..ops.masks import encode_masks
 from .ground_truth import GroundTruth
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,8 @@ class Predictions:
     category_id: np.ndarray  # int64 [N] the dataset's own category ids
     bbox: np.ndarray  # float64 [N, 4] xywh, original-image pixels
     score: np.ndarray  # float64 [N]
+    # object [N] of compressed RLE dicts {"size": [h, w], "counts": str}, original pixels; None: boxes only
+    segmentation: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> Predictions:
@@ -40,16 +45,22 @@ class Predictions:
 
     @classmethod
     def concat(cls, parts: Sequence[Predictions]) -> Predictions:
+        """The rows of `parts` in order; masks are kept when every part that has rows has them."""
         if not parts:
             return cls.empty()
+        rows = [p for p in parts if len(p)]
+        masked = bool(rows) and all(p.segmentation is not None for p in rows)
         return cls(*(np.concatenate([getattr(p, k) for p in parts])
-                     for k in ("image_id", "category_id", "bbox", "score")))
+                     for k in ("image_id", "category_id", "bbox", "score")),
+                   np.concatenate([p.segmentation for p in rows]) if masked else None)
 
     def __len__(self) -> int:
         return len(self.score)
 
     def select(self, keep: np.ndarray) -> Predictions:
-        return Predictions(self.image_id[keep], self.category_id[keep], self.bbox[keep], self.score[keep])
+        masks = None if self.segmentation is None else self.segmentation[keep]
+        return Predictions(self.image_id[keep], self.category_id[keep], self.bbox[keep], self.score[keep],
+                           masks)
 
     @property
     def boxes_xyxy(self) -> np.ndarray:
@@ -58,7 +69,7 @@ class Predictions:
 
 
 def from_detections(image_id: int, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-                    category_ids: np.ndarray) -> Predictions:
+                    category_ids: np.ndarray, masks: np.ndarray | None = None) -> Predictions:
     """One image's model output as results rows.
 
     Args:
@@ -67,12 +78,17 @@ def from_detections(image_id: int, boxes: np.ndarray, scores: np.ndarray, labels
         scores: float32 [K].
         labels: int64 [K] in 0..C-1; `category_ids[label]` is the dataset's id.
         category_ids: int64 [C].
+        masks: optional bool [K, H0, W0] in original-image pixels, encoded here as compressed RLE.
     """
     boxes = boxes.astype(np.float64).reshape(-1, 4)
     # Computed in float64 from the float32 corners, exactly as pycocotools is fed by the reference scripts.
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    segmentation = None
+    if masks is not None:
+        segmentation = np.empty(len(masks), object)
+        segmentation[:] = encode_masks(masks)
     return Predictions(np.full(len(boxes), image_id, np.int64), category_ids[labels], xywh,
-                       scores.astype(np.float64))
+                       scores.astype(np.float64), segmentation)
 
 
 def to_coco_results(preds: Predictions) -> list[dict[str, Any]]:
@@ -82,10 +98,14 @@ def to_coco_results(preds: Predictions) -> list[dict[str, Any]]:
     numbers of the in-memory evaluation.
     """
     bbox = preds.bbox.tolist()
-    return [
+    results = [
         {"image_id": i, "category_id": c, "bbox": b, "score": s}
         for i, c, b, s in zip(preds.image_id.tolist(), preds.category_id.tolist(), bbox, preds.score.tolist())
     ]
+    if preds.segmentation is not None:
+        for entry, rle in zip(results, preds.segmentation):
+            entry["segmentation"] = rle
+    return results
 
 
 def load_results(path: str | Path, gt: GroundTruth) -> Predictions:
@@ -146,6 +166,7 @@ def parse_results(entries: list[Any], gt: GroundTruth, source: str = "results") 
     bbox, score = np.zeros((n, 4)), np.zeros(n)
     seen: dict[tuple[Any, ...], int] = {}
     repeats: list[tuple[int, int]] = []
+    segmentation = _segmentations(entries, source)
     for i, entry in enumerate(entries):
         # One pass in Python: the point is to name the first bad entry, which array checks cannot.
         where = f"{source}: entry {i} {_short(entry)}"
@@ -162,7 +183,29 @@ def parse_results(entries: list[Any], gt: GroundTruth, source: str = "results") 
                     source, len(repeats), "entry repeats" if len(repeats) == 1 else "entries repeat", i,
                     _short(entries[i]), first)
     _warn_on_scores(score, entries, source)
-    return Predictions(image_id, category_id, bbox, score)
+    return Predictions(image_id, category_id, bbox, score, segmentation)
+
+
+def _segmentations(entries: list[Any], source: str) -> np.ndarray | None:
+    """The entries' RLE `segmentation`s (instance masks), None when no entry has one; an entry without
+    one among entries with them, or one that is not an RLE, is an error naming it."""
+    has = [isinstance(e, dict) and "segmentation" in e for e in entries]
+    if not any(has):
+        return None
+    out = np.empty(len(entries), object)
+    for i, entry in enumerate(entries):
+        where = f"{source}: entry {i} {_short(entry)}"
+        if not has[i]:
+            raise UserError(f"{where}: no segmentation, while other entries have one (a results file "
+                            "gives masks for every detection or for none)")
+        rle = entry["segmentation"]
+        size = rle.get("size") if isinstance(rle, dict) else None
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)
+                and isinstance(rle.get("counts"), (str, list))):
+            raise UserError(f"{where}: segmentation must be an RLE {{size: [height, width], counts}} in "
+                            "original-image pixels")
+        out[i] = rle
+    return out
 
 
 def _check_entry(entry: Any, where: str, gt: GroundTruth, by_name: dict[str, int], known_images: set[int],

@@ -3,8 +3,9 @@
     out/
       predictions.json     every detection: image_id, file_name (and frame for a video), category_id (the
                            model's class index 0..C-1), category_name, bbox (COCO [x, y, w, h]),
-                           bbox_xyxy ([x1, y1, x2, y2]), score; original pixels, full float precision
-      images/<name>        the images with boxes, class names and scores drawn (save_images)
+                           bbox_xyxy ([x1, y1, x2, y2]), score; original pixels, full float precision;
+                           segmentation (COCO compressed RLE) when the model predicts instance masks
+      images/<name>        the images with boxes, class names and scores (and masks) drawn (save_images)
       <video>.mp4          a video with the boxes drawn on every frame (save_images)
       labels/<name>.txt    YOLO txt: `class cx cy w h score` a line, normalised by the image size (save_txt)
       json/<name>.json     `Prediction.to_json()` per image (save_per_image_json)
@@ -47,7 +48,8 @@ class PredictionWriter:
         for det in prediction.to_json()["detections"]:
             self.entries.append({"image_id": image_id, "file_name": file_name, **extra,
                                  "category_id": det["label"], "category_name": det["class_name"],
-                                 "bbox": det["bbox"], "bbox_xyxy": det["bbox_xyxy"], "score": det["score"]})
+                                 "bbox": det["bbox"], "bbox_xyxy": det["bbox_xyxy"], "score": det["score"],
+                                 **({"segmentation": det["segmentation"]} if "segmentation" in det else {})})
         if self.save_images and frame is None:
             suffix = name.suffix if name.suffix.lower() in WRITABLE else ".png"
             write_rgb(self.out / "images" / name.with_suffix(suffix), prediction.draw())

@@ -154,9 +154,11 @@ class Detector:
             keep &= torch.isin(labels, torch.tensor(self.class_ids, dtype=torch.long))
         index = keep.nonzero().flatten()[: self.max_detections]  # detections come best first
         labels_kept = labels[index].numpy()
+        masks = None if det.masks is None else det.masks[index.to(det.masks.device)].bool().cpu().numpy()
         return Prediction(boxes=boxes[index].numpy(), scores=scores[index].numpy(), labels=labels_kept,
                           class_names=[self.class_names[int(c)] for c in labels_kept],
-                          image_size=(int(image.shape[0]), int(image.shape[1])), source=source, image=image)
+                          image_size=(int(image.shape[0]), int(image.shape[1])), source=source, image=image,
+                          masks=masks)
 
 
 def class_indices(classes: Sequence[str | int], names: Sequence[str]) -> list[int]:

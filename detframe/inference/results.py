@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.masks import encode_masks
+
 
 @dataclass(eq=False)  # arrays: no element-wise ==
 class Prediction:
@@ -21,6 +23,8 @@ class Prediction:
         image_size: (h, w) of the original image.
         source: where the image came from: a file path, "frame N" of a video, or "" for an array.
         image: the uint8 RGB [H, W, 3] image predicted on, kept for `draw()` (None when not kept).
+        masks: bool [K, H, W] instance masks in original pixels, when the model predicts them (None
+            otherwise).
     """
 
     boxes: np.ndarray
@@ -30,35 +34,37 @@ class Prediction:
     image_size: tuple[int, int]
     source: str = ""
     image: np.ndarray | None = field(default=None, repr=False)
+    masks: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def draw(self, image: np.ndarray | None = None) -> np.ndarray:
         """The image (uint8 RGB [H, W, 3]; `image` or the one predicted on) with each detection's box,
-        class name and score drawn, one colour per class (detframe/vis/draw.py)."""
+        class name and score (and mask) drawn, one colour per class (detframe/vis/draw.py)."""
         from ..vis.draw import draw_detections
 
         picture = self.image if image is None else image
         if picture is None:
             raise ValueError("Prediction.draw(): no image kept with this prediction; pass the image")
         texts = [f"{name} {score:.2f}" for name, score in zip(self.class_names, self.scores.tolist())]
-        return draw_detections(picture, self.boxes, self.labels, texts)
+        return draw_detections(picture, self.boxes, self.labels, texts, self.masks)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: the source, the image size and one entry per detection with its box as
-        `bbox` (COCO's [x, y, w, h]) and `bbox_xyxy` ([x1, y1, x2, y2]), both in original pixels."""
-        return {
-            "source": self.source,
-            "height": int(self.image_size[0]),
-            "width": int(self.image_size[1]),
-            "detections": [
-                {"label": label, "class_name": name, "score": score, "bbox": xywh, "bbox_xyxy": xyxy}
-                for label, name, score, xywh, xyxy in zip(
-                    self.labels.tolist(), self.class_names, self.scores.tolist(),
-                    xyxy_to_xywh(self.boxes).tolist(), self.boxes.tolist())
-            ],
-        }
+        `bbox` (COCO's [x, y, w, h]) and `bbox_xyxy` ([x1, y1, x2, y2]), both in original pixels, and
+        its mask as a COCO compressed RLE `segmentation` ({size: [h, w], counts}) when there are masks."""
+        detections = [
+            {"label": label, "class_name": name, "score": score, "bbox": xywh, "bbox_xyxy": xyxy}
+            for label, name, score, xywh, xyxy in zip(
+                self.labels.tolist(), self.class_names, self.scores.tolist(),
+                xyxy_to_xywh(self.boxes).tolist(), self.boxes.tolist())
+        ]
+        if self.masks is not None:
+            for det, rle in zip(detections, encode_masks(self.masks)):
+                det["segmentation"] = rle
+        return {"source": self.source, "height": int(self.image_size[0]), "width": int(self.image_size[1]),
+                "detections": detections}
 
 
 def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:

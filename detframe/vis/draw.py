@@ -1,6 +1,8 @@
 """Drawing boxes on images: val images with ground truth and predictions for TensorBoard, dataset
 samples for tools/browse_dataset.py, grids and PNG files. Boxes are drawn with torchvision's
-`draw_bounding_boxes`; label text with PIL where torchvision's 10 px bitmap font is too small."""
+`draw_bounding_boxes`, instance masks (when a sample or a detection has them) with its
+`draw_segmentation_masks` under the boxes, in the same colour; label text with PIL where torchvision's
+10 px bitmap font is too small."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,11 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.utils import draw_bounding_boxes
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from ..errors import UserError
 
 GT_COLOR, PRED_COLOR = (0, 200, 0), (230, 30, 30)
+MASK_ALPHA = 0.45  # opacity of a mask's fill: the object stays visible under it
 
 
 @torch.no_grad()
@@ -22,7 +25,7 @@ def draw_val_images(model: nn.Module, loader: Any, device: torch.device, count: 
                     max_boxes: int = 30) -> list[Tensor]:
     """The first `count` images of a val loader's dataset, each uint8 [3, H, W] at its original size, with
     the ground truth in green and `model`'s best `max_boxes` detections scoring above `score_threshold`
-    in red ("name 0.87").
+    in red ("name 0.87"); their instance masks too when the dataset and the model give them.
 
     The dataset must offer `load_sample(i)` (the untransformed image and boxes, as DetectionDataset
     does) and the loader a `collate_fn`; otherwise nothing is drawn.
@@ -43,16 +46,21 @@ def draw_val_images(model: nn.Module, loader: Any, device: torch.device, count: 
         image = torch.from_numpy(sample.image).permute(2, 0, 1).contiguous()
         keep = (det.scores > score_threshold).nonzero().flatten()[:max_boxes]  # detections come best first
         boxes, scores, labels = det.boxes[keep].cpu(), det.scores[keep].cpu(), det.labels[keep].cpu()
+        gt_masks = None if sample.masks is None else torch.from_numpy(sample.masks).bool()
         image = _draw(image, torch.from_numpy(sample.boxes), [_name(names, int(c)) for c in sample.labels],
-                      GT_COLOR)
+                      GT_COLOR, gt_masks)
         texts = [f"{_name(names, int(c))} {s:.2f}" for c, s in zip(labels, scores)]
-        images.append(_draw(image, boxes, texts, PRED_COLOR))
+        pred_masks = None if det.masks is None else det.masks[keep].cpu()
+        images.append(_draw(image, boxes, texts, PRED_COLOR, pred_masks))
     return images
 
 
-def _draw(image: Tensor, boxes: Tensor, labels: list[str], color: tuple[int, int, int]) -> Tensor:
+def _draw(image: Tensor, boxes: Tensor, labels: list[str], color: tuple[int, int, int],
+          masks: Tensor | None = None) -> Tensor:
     if len(boxes) == 0:
         return image
+    if masks is not None and len(masks):
+        image = draw_segmentation_masks(image, masks.bool(), alpha=MASK_ALPHA, colors=[color] * len(masks))
     width = max(1, round(max(image.shape[-2:]) / 300))
     return draw_bounding_boxes(image, boxes.float(), labels=labels, colors=[color] * len(boxes), width=width)
 
@@ -70,34 +78,39 @@ def class_colours(num_classes: int) -> list[tuple[int, int, int]]:
 
 
 def draw_sample(sample, class_names: Sequence[str]) -> np.ndarray:
-    """The sample's image (uint8 RGB [H, W, 3]) with its boxes (torchvision's draw_bounding_boxes)
-    and class names drawn; ignored (difficult / crowd) boxes in grey."""
+    """The sample's image (uint8 RGB [H, W, 3]) with its boxes (torchvision's draw_bounding_boxes),
+    instance masks (when it has them) and class names drawn; ignored (difficult / crowd) ones in grey."""
     palette = class_colours(len(class_names))
     colours = [(160, 160, 160) if ig else palette[int(i)] for i, ig in zip(sample.labels, sample.ignore)]
     texts = [class_names[int(label)] + (" (ignored)" if ignored else "")
              for label, ignored in zip(sample.labels, sample.ignore)]
-    return _boxes_with_text(sample.image, sample.boxes, colours, texts)
+    return _boxes_with_text(sample.image, sample.boxes, colours, texts, sample.masks)
 
 
 def draw_detections(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
-                    texts: Sequence[str]) -> np.ndarray:
+                    texts: Sequence[str], masks: np.ndarray | None = None) -> np.ndarray:
     """`image` (uint8 RGB [H, W, 3]) with `boxes` (float [K, 4] xyxy pixels) drawn in their class's colour
-    (`labels`: int [K] class indices), each with its text ("name 0.87") on a tag above it."""
+    (`labels`: int [K] class indices), each with its text ("name 0.87") on a tag above it, and its
+    instance mask (`masks`: optional bool [K, H, W]) filled in that colour."""
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     palette = class_colours(int(labels.max()) + 1 if len(labels) else 0)
     return _boxes_with_text(image, np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-                            [palette[int(i)] for i in labels], texts)
+                            [palette[int(i)] for i in labels], texts, masks)
 
 
 def _boxes_with_text(image: np.ndarray, boxes: np.ndarray, colours: Sequence[tuple[int, int, int]],
-                     texts: Sequence[str]) -> np.ndarray:
-    """Boxes by torchvision's draw_bounding_boxes, each text on a tag of its box's colour (PIL)."""
+                     texts: Sequence[str], masks: np.ndarray | None = None) -> np.ndarray:
+    """Masks by torchvision's draw_segmentation_masks, boxes by its draw_bounding_boxes, each text on a
+    tag of its box's colour (PIL)."""
     from PIL import Image, ImageDraw, ImageFont
 
     if len(boxes) == 0:
         return np.ascontiguousarray(image)
     h, w = image.shape[:2]
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    if masks is not None and len(masks):
+        tensor = draw_segmentation_masks(tensor, torch.as_tensor(np.asarray(masks)).bool(), alpha=MASK_ALPHA,
+                                         colors=list(colours))
     drawn = Image.fromarray(
         draw_bounding_boxes(tensor, torch.as_tensor(boxes, dtype=torch.float32), colors=list(colours),
                             width=max(1, round(max(h, w) / 320))).permute(1, 2, 0).numpy())

@@ -105,6 +105,19 @@ def all_difficult(root: Path) -> None:
         path.write_text(path.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>"))
 
 
+MASKS = "data.with_masks=true"
+MASK_MODEL = ["custom_imports=[tests.badinput.mask_model]", "model.type=MaskNeedingDetector"]
+
+
+def set_segmentation(index, value):
+    return lambda d: d["annotations"][index].__setitem__("segmentation", value)
+
+
+def drop_segmentations(data):
+    for a in data["annotations"]:
+        a.pop("segmentation", None)
+
+
 # id, layout, how to break it, tool, extra arguments, exit status, what the output must name
 CASES = [
     # VOC XML
@@ -165,6 +178,32 @@ CASES = [
      "train", [], 2, ["000009.jpg", "truncated JPEG", SKIP, "data.check=off"]),
     ("coco-text-as-image", "coco", lambda r: jpeg(r, "000002").write_text("<html>not found</html>"),
      "browse_dataset", [], 2, ["000002.jpg", "not an image", SKIP]),
+    # COCO segmentations (instance masks, data.with_masks=true)
+    ("coco-odd-polygon", "coco", lambda r: edit_json(r, "val", set_segmentation(1, [[1, 2, 30, 4, 5]])),
+     "train", [MASKS], 2, ["instances_val.json", "annotation 2 (000008.jpg)", "5 numbers", SKIP]),
+    ("coco-nan-polygon", "coco",
+     lambda r: edit_json(r, "train", set_segmentation(1, [[1, 2, 3, float("nan"), 5, 6]])),
+     "check_dataset", [MASKS], 1,
+     ["annotation 2 (000001.jpg)", "not finite numbers", "malformed segmentations: 1"]),
+    ("coco-rle-wrong-size", "coco",
+     lambda r: edit_json(r, "val", set_segmentation(3, {"size": [10, 10], "counts": [100]})),
+     "train", [MASKS], 2, ["annotation 4 (000009.jpg)", "RLE of size [10, 10]", "the image is [248, 264]"]),
+    ("coco-segmentation-not-a-list", "coco", lambda r: edit_json(r, "val", set_segmentation(1, "polygon")),
+     "browse_dataset", ["split=val", MASKS], 2, ["annotation 2 (000008.jpg)", "is a str", SKIP]),
+    ("coco-bad-segmentation-skipped", "coco", lambda r: edit_json(r, "val", set_segmentation(1, [])),
+     "browse_dataset", ["split=val", MASKS, SKIP], 0, ["skipped", "000008.jpg", "empty list", "kept 3"]),
+    ("coco-no-segmentation-at-all", "coco", lambda r: edit_json(r, "train", drop_segmentations),
+     "train", [MASKS], 2, ["instances_train.json", "no instance masks", "'segmentation' polygons or RLE"]),
+    ("voc-missing-instance-map", "voc", lambda r: (r / "SegmentationObject" / "000003.png").unlink(),
+     "train", [MASKS], 2, ["000003.xml", "no instance mask file", "SegmentationObject/000003.png",
+                           "ImageSets/Segmentation", SKIP]),
+    ("yolo-asked-for-masks", "yolo", lambda r: None,
+     "check_dataset", [MASKS], 2, ["data.train", "read as boxes only", "no instance masks"]),
+    ("model-needs-masks-voc", "voc", lambda r: None,
+     "train", MASK_MODEL, 2, ["data.with_masks=false", "MaskNeedingDetector", "needs instance masks",
+                              "VOCDetection"]),
+    ("model-needs-masks-coco-boxes-only", "coco", lambda r: edit_json(r, "train", drop_segmentations),
+     "train", [*MASK_MODEL, MASKS], 2, ["instances_train.json", "no instance masks", "needs instance masks"]),
     # YOLO txt
     ("yolo-pixel-labels", "yolo", labels("val", "000008", "2 167 242 56 60", "2 99.5 96.5 43 39"),
      "train", [], 2, ["000008.txt line 1", "labels not normalised?", "(and 1 more lines like it)"]),

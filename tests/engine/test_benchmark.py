@@ -35,6 +35,12 @@ def test_synthetic_batch_is_padded_and_has_boxes_inside_the_image():
         assert (t.boxes[:, 2:] - t.boxes[:, :2] >= 8).all()
         assert (t.boxes[:, :2] >= 0).all() and (t.boxes[:, 2] <= 70).all() and (t.boxes[:, 3] <= 50).all()
     assert batch.image_sizes == [(50, 70)] * 3 and batch.scales == [(1.0, 1.0)] * 3
+    assert batch.targets[0].masks is None
+    masked = synthetic_batch(2, (50, 70), num_classes=4, with_masks=True)
+    for t in masked.targets:  # for a model that requires masks: each box's rectangle
+        assert t.masks.shape == (len(t.boxes), 50, 70) and t.masks.dtype == torch.uint8
+        ys, xs = t.masks[0].nonzero().unbind(1)
+        assert (xs.min() + 0.5 >= t.boxes[0, 0]) and (xs.max() + 0.5 < t.boxes[0, 2])
 
 
 @pytest.mark.slow

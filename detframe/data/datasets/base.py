@@ -11,6 +11,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ...errors import ConfigError, DatasetError, choices_text
+from ...ops.masks import decode_masks
 from ...structures import Sample
 from ..imagefile import SKIP_HINT, read_image
 from ..samplers import seeded
@@ -58,6 +59,7 @@ class DetectionDataset(Dataset):
         self.listed = 0  # images the source lists (the readers set it)
         self.skipped: set = set()  # images dropped for bad input under on_error=skip
         self.cache = None  # an ImageCache, see data/cache.py
+        self.with_masks = False  # the records carry instance masks (readers that can read them set it)
 
     # -- bad input ------------------------------------------------------------------------------
 
@@ -124,6 +126,10 @@ class DetectionDataset(Dataset):
                          + ", ".join(f"{n} {what}" for what, n in dropped.items()))
         return "; ".join(facts)
 
+    def no_masks_reason(self) -> str:
+        """Why this dataset gives no instance masks (for the one-line error when they are needed)."""
+        return f"the {type(self).__name__} layout has boxes only"
+
     def ignored_what(self) -> str:
         """What the ignored boxes are in this layout, and how to count them (for messages)."""
         return "difficult / crowd"
@@ -156,9 +162,10 @@ class DetectionDataset(Dataset):
                 log.warning("skipped %s: %s (using the next image)", rec.path, e)
         else:
             raise DatasetError(f"{self.source}: no readable image at all")
+        masks = None if rec.masks is None else decode_masks(rec.masks, rec.height, rec.width)
         return Sample(
             image=image, boxes=rec.boxes.copy(), labels=rec.labels.copy(), ignore=rec.ignore.copy(),
-            image_id=rec.image_id, orig_size=image.shape[:2], file_name=str(rec.path),
+            image_id=rec.image_id, orig_size=image.shape[:2], file_name=str(rec.path), masks=masks,
         )
 
     def __getitem__(self, key: Any) -> Sample:
@@ -190,18 +197,21 @@ class DetectionDataset(Dataset):
         """Ground truth as a COCO-format dict (original pixels, this dataset's category ids).
 
         Ignored instances (VOC difficult, COCO crowd) become `iscrowd: 1`, which pycocotools treats as
-        regions that neither count as misses nor make detections false positives.
+        regions that neither count as misses nor make detections false positives. Records read with
+        masks give each annotation its `segmentation` (compressed RLE), for mask AP.
         """
         images, annotations = [], []
         for rec in self.records:
             images.append({"id": rec.image_id, "width": rec.width, "height": rec.height,
                            "file_name": rec.path.name})
-            for box, label, ignore in zip(rec.boxes, rec.labels, rec.ignore):
+            masks = rec.masks if rec.masks is not None else [None] * len(rec.labels)
+            for box, label, ignore, rle in zip(rec.boxes, rec.labels, rec.ignore, masks):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 annotations.append({
                     "id": len(annotations) + 1, "image_id": rec.image_id,
                     "category_id": self.category_ids[int(label)],
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": int(ignore),
+                    **({"segmentation": _json_rle(rle)} if rle is not None else {}),
                 })
         categories = [{"id": cid, "name": name} for cid, name in zip(self.category_ids, self.class_names)]
         return {"images": images, "annotations": annotations, "categories": categories}
@@ -209,6 +219,13 @@ class DetectionDataset(Dataset):
     def __repr__(self) -> str:
         boxes = sum(len(r.labels) for r in self.records)
         return f"{type(self).__name__}({len(self)} images, {boxes} boxes, {len(self.class_names)} classes)"
+
+
+def _json_rle(rle: dict) -> dict:
+    """A compressed RLE with its `counts` as text, as COCO files write it."""
+    counts = rle["counts"]
+    text = counts.decode("ascii") if isinstance(counts, bytes) else counts
+    return {"size": list(rle["size"]), "counts": text}
 
 
 def _check_decoded_size(image: np.ndarray, rec: ImageRecord) -> None:

@@ -5,7 +5,9 @@ categories and annotations, integer ids), so that a file of another kind fails w
 it. Bad annotations (a bbox that is not four finite numbers, a category id not in 'categories' or not
 in the config's class_names) are errors naming the file and the annotation id, or drop the image
 under data.on_error=skip; degenerate and out-of-image boxes are dropped or clipped and named in a
-warning. Boxes are in the stored pixel order of the images (see data/imagefile.py).
+warning. Boxes are in the stored pixel order of the images (see data/imagefile.py). With
+`with_masks`, each kept box's `segmentation` is read as well (segmentation.py): a malformed one is bad
+input like a malformed bbox, and a file with no segmentation at all is one error naming it.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from ...structures import Sample
 from ..imagefile import SKIP_HINT
 from .base import DetectionDataset
 from .records import UNKNOWN_CLASS_FIX, ImageRecord, finite_number, image_size, positive_int, sanitize_boxes
+from .segmentation import MASK_FORMS, segmentation_error, to_rle
 
 REFORMAT = "fix or re-export the file (a COCO instances JSON: images, annotations, categories)"
 # The integer ids each entry of a list needs for pycocotools to index it (categories also a name).
@@ -48,6 +51,8 @@ class CocoDetection(DetectionDataset):
             them in most detectors), not for evaluation (their false positives count).
         transforms: callable applied to each `Sample`.
         on_error: "error" or "skip" (see `DetectionDataset`).
+        with_masks: also read each annotation's `segmentation` (polygons, RLE) as an instance mask
+            (`Sample.masks`); a malformed one is bad input like a malformed bbox.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class CocoDetection(DetectionDataset):
         filter_empty: bool = False,
         transforms: Callable[[Sample], Sample] | None = None,
         on_error: str = "error",
+        with_masks: bool = False,
     ) -> None:
         ann_path, self.img_dir = Path(ann_file).expanduser(), Path(img_dir).expanduser()
         if not ann_path.is_file():
@@ -78,6 +84,9 @@ class CocoDetection(DetectionDataset):
                                "data.class_names")
         super().__init__(class_names, transforms, on_error)
         self.source, self.ann_path, self.filter_empty = str(ann_path), ann_path, filter_empty
+        self.with_masks = with_masks
+        if with_masks:
+            self._check_has_masks()
         self.category_ids = [by_name[n] for n in self.class_names]
         self.names_by_id = {c["id"]: c["name"] for c in cats}
         self._check_unlisted()
@@ -103,6 +112,17 @@ class CocoDetection(DetectionDataset):
                 f"data.on_error=skip to drop their images"
             )
 
+    def _check_has_masks(self) -> None:
+        """A file without any segmentation is a boxes-only set: one line, not one problem per box."""
+        anns = self.coco.dataset.get("annotations") or []
+        if anns and not any("segmentation" in a for a in anns):
+            raise DatasetError(f"{self.ann_path}: {self.no_masks_reason()}; data.with_masks=true (asked "
+                               "for by a model that needs instance masks) needs a COCO file with "
+                               "'segmentation' polygons or RLE")
+
+    def no_masks_reason(self) -> str:
+        return "none of its annotations has a 'segmentation': the dataset has no instance masks"
+
     def _check_ids(self) -> None:
         images = self.coco.dataset.get("images", [])
         dup = [i for i, n in Counter(im.get("id") for im in images).items() if n > 1]
@@ -119,28 +139,28 @@ class CocoDetection(DetectionDataset):
                          "unreadable_annotation")
             return None
         path = self.img_dir / info["file_name"]
-        boxes, labels, ignore, names = [], [], [], []
+        size = self._size(info, path)
+        if size is None:
+            return None
+        height, width = size
+        boxes, labels, ignore, names, masks = [], [], [], [], []
         for a in self.coco.imgToAnns.get(image_id, []):
             where = f"annotation {a['id']} ({path.name})"
             label = self._label(a, where, path, cat_to_label)
             box = self._box(a, where, path) if label is not None else None
             if label is not None and box is None:
                 return None
-            if box is not None:
-                boxes.append(box)
-                labels.append(label)
-                ignore.append(bool(a.get("iscrowd", 0)))
-                names.append(where)
-        height, width = positive_int(info.get("height")), positive_int(info.get("width"))
-        if not (height and width):
-            try:
-                height, width = image_size(path)
-                self.quirks.add("images without width/height (read from the file)")
-            except OSError as e:
-                kind = "missing_image" if not path.exists() else "unreadable_image"
-                self.problem(path, f"{self.ann_path}: {path.name} has no width/height and the file is "
-                             f"unreadable: {e}", kind, path)
-                return None
+            if box is None:
+                continue
+            if self.with_masks:
+                rle = self._mask(a, where, path, height, width)
+                if rle is None:
+                    return None
+                masks.append(rle)
+            boxes.append(box)
+            labels.append(label)
+            ignore.append(bool(a.get("iscrowd", 0)))
+            names.append(where)
         xywh = np.array(boxes, np.float32).reshape(-1, 4)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)  # x2 = x + w in float32
         boxes, keep = sanitize_boxes(boxes, width, height, self.quirks, names)
@@ -148,7 +168,35 @@ class CocoDetection(DetectionDataset):
             image_id=int(image_id), path=path, height=height, width=width, boxes=boxes[keep],
             labels=np.array(labels, np.int64)[keep], ignore=np.array(ignore, bool)[keep],
             annotation=str(self.ann_path),
+            masks=[m for m, k in zip(masks, keep) if k] if self.with_masks else None,
         )
+
+    def _size(self, info: dict, path: Path) -> tuple[int, int] | None:
+        """The image's (height, width) as the file states it, else from the image's header."""
+        height, width = positive_int(info.get("height")), positive_int(info.get("width"))
+        if height and width:
+            return height, width
+        try:
+            size = image_size(path)
+            self.quirks.add("images without width/height (read from the file)")
+            return size
+        except OSError as e:
+            kind = "missing_image" if not path.exists() else "unreadable_image"
+            self.problem(path, f"{self.ann_path}: {path.name} has no width/height and the file is "
+                         f"unreadable: {e}", kind, path)
+            return None
+
+    def _mask(self, ann: dict, where: str, path: Path, height: int, width: int) -> dict | None:
+        """An annotation's segmentation as compressed RLE, or None after recording a problem."""
+        if "segmentation" not in ann:
+            problem = "has no 'segmentation'"
+        else:
+            problem = segmentation_error(ann["segmentation"], height, width)
+        if problem:
+            self.problem(self.ann_path, f"{self.ann_path}: {where}: segmentation {problem}; expected "
+                         f"{MASK_FORMS} (data.with_masks=true)", "bad_mask", path)
+            return None
+        return to_rle(ann["segmentation"], height, width)
 
     def _label(self, ann: dict, where: str, path: Path, cat_to_label: dict[int, int]) -> int | None:
         """The annotation's label, or None (a problem recorded unless it is merely unlisted)."""

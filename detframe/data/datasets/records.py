@@ -36,6 +36,7 @@ class ImageRecord:
     labels: np.ndarray  # int64 [N]
     ignore: np.ndarray  # bool [N]
     annotation: str = ""  # the file the annotations came from (for messages)
+    masks: list[dict] | None = None  # [N] compressed RLEs (pycocotools), one per box; None: no masks read
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Problem:
     file: str
     message: str
     # unknown_class | unreadable_annotation | missing_annotation | missing_image | unreadable_image |
-    # bad_box | bad_label | size_mismatch | duplicate_id
+    # bad_box | bad_label | bad_mask | size_mismatch | duplicate_id
     kind: str
     image: Path | None = None  # the image whose record it spoils (dropped under on_error=skip)
     detail: str = ""  # e.g. the unknown class name

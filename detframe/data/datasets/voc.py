@@ -12,6 +12,10 @@ boxes reaching out of the image (clipped; dropped when nothing is left); the box
 are named (file and object) in a warning. Bad input is an error naming the file and the object, or
 drops the image under data.on_error=skip: an unreadable XML, an unknown class, a missing, empty or
 non-finite (NaN, inf) coordinate.
+
+Instance masks (`with_masks`) come from SegmentationObject/<id>.png, VOC's instance maps: pixel value k
+is the k-th <object> of the XML, 0 background, 255 the unlabelled outline (in no mask). VOC has them
+for the images of ImageSets/Segmentation only; an image without one is bad input naming the file.
 """
 from __future__ import annotations
 
@@ -21,8 +25,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ...errors import ConfigError, DatasetError, choices_text, did_you_mean
+from ...ops.masks import encode_masks
 from ...registry import DATASETS
 from ...structures import Sample
 from .base import DetectionDataset, class_problem
@@ -52,6 +58,7 @@ class VOCDetection(DetectionDataset):
         img_ext: image file extension.
         transforms: callable applied to each `Sample`.
         on_error: "error" or "skip" (see `DetectionDataset`).
+        with_masks: also read each object's instance mask from SegmentationObject/ (see above).
     """
 
     def __init__(
@@ -63,8 +70,10 @@ class VOCDetection(DetectionDataset):
         img_ext: str = ".jpg",
         transforms: Callable[[Sample], Sample] | None = None,
         on_error: str = "error",
+        with_masks: bool = False,
     ) -> None:
         super().__init__(class_names, transforms, on_error)
+        self.with_masks = with_masks
         if difficult not in DIFFICULT:
             raise ConfigError(f"VOCDetection.difficult: expected one of {', '.join(DIFFICULT)}, "
                               f"got '{difficult}'")
@@ -109,7 +118,7 @@ class VOCDetection(DetectionDataset):
         height, width = self._size(root, xml_path, img_path)
         if height <= 0:
             return None
-        boxes, labels, ignore, names = [], [], [], []
+        boxes, labels, ignore, names, objects = [], [], [], [], []
         for k, obj in enumerate(root.iter("object"), 1):
             cls = (obj.findtext("name") or "").strip()
             if cls not in self.class_to_label:
@@ -126,13 +135,39 @@ class VOCDetection(DetectionDataset):
             labels.append(self.class_to_label[cls])
             ignore.append(difficult and self.difficult == "ignore")
             names.append(f"{xml_path.name} (object {k} '{cls}')")
+            objects.append(k)
+        masks = self._masks(name, objects, (height, width), xml_path, img_path) if self.with_masks else None
+        if self.with_masks and masks is None:
+            return None
         boxes, keep = sanitize_boxes(np.array(boxes, np.float32).reshape(-1, 4), width, height, self.quirks,
                                      names)
         return ImageRecord(
             image_id=index, path=img_path, height=height, width=width, boxes=boxes[keep],
             labels=np.array(labels, np.int64)[keep], ignore=np.array(ignore, bool)[keep],
-            annotation=str(xml_path),
+            annotation=str(xml_path), masks=None if masks is None else [m for m, k in zip(masks, keep) if k],
         )
+
+    def _masks(self, name: str, objects: list[int], size: tuple[int, int], xml_path: Path,
+               img_path: Path) -> list[dict] | None:
+        """Compressed RLEs of the `objects` (1-based <object> positions) from the image's instance map,
+        or None after recording a problem."""
+        png = self.root / "SegmentationObject" / f"{name}.png"
+        try:
+            with Image.open(png) as im:
+                index = np.asarray(im)
+        except FileNotFoundError:
+            self.problem(png, f"{xml_path}: no instance mask file {png} (data.with_masks=true; VOC has them "
+                         "for the images of ImageSets/Segmentation only, so take the split list from there)",
+                         "bad_mask", img_path)
+            return None
+        except (OSError, ValueError) as e:
+            self.problem(png, f"cannot read the instance mask file {png}: {e}", "bad_mask", img_path)
+            return None
+        if index.shape != size:
+            self.problem(png, f"{png}: an array of shape {index.shape}, expected a single-channel instance "
+                         f"map of {size} (h, w), the size {xml_path.name} states", "bad_mask", img_path)
+            return None
+        return encode_masks(np.stack([index == k for k in objects]).reshape(-1, *size))
 
     def _image_path(self, root: ET.Element, img_path: Path) -> Path:
         filename = (root.findtext("filename") or "").strip()

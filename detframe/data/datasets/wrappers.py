@@ -54,6 +54,11 @@ class ConcatDataset(DetectionDataset):
             self.problems.extend(d.problems)
             self.skipped |= d.skipped
         self.listed = sum(d.listed for d in datasets)
+        self.with_masks = all(d.with_masks for d in datasets)
+
+    def no_masks_reason(self) -> str:
+        first = next(d for d in self.parts if not d.with_masks)
+        return f"its part {first.source or first!r}: {first.no_masks_reason()}"
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", {len(self.parts)} parts)"
@@ -84,6 +89,7 @@ class RepeatDataset(DetectionDataset):
         self.source = dataset.source
         self.quirks, self.problems = dataset.quirks, dataset.problems
         self.listed, self.skipped = dataset.listed, dataset.skipped
+        self.with_masks = dataset.with_masks
 
     def __len__(self) -> int:
         return len(self.records) * self.times
@@ -102,6 +108,9 @@ class RepeatDataset(DetectionDataset):
 
     def no_boxes_reason(self) -> str | None:
         return self.dataset.no_boxes_reason()
+
+    def no_masks_reason(self) -> str:
+        return self.dataset.no_masks_reason()
 
     def __repr__(self) -> str:
         return f"RepeatDataset({self.times} x {self.dataset!r})"

@@ -63,6 +63,10 @@ class YOLODetection(DetectionDataset):
         on_error: "error" or "skip" (see `DetectionDataset`).
     """
 
+    def no_masks_reason(self) -> str:
+        return ("YOLO txt labels are read as boxes only (a polygon line gives its bounding box; its mask "
+                "is not read)")
+
     def __init__(
         self,
         root: str,

@@ -57,6 +57,12 @@ def _child(cfg: Any, where: str) -> A.BasicTransform:
     return albu_transform(cfg["transform"], kwargs, where)
 
 
+def _leaves(op: Any) -> list[Any]:
+    if isinstance(op, A.BaseCompose):
+        return [leaf for t in op.transforms for leaf in _leaves(t)]
+    return [op]
+
+
 def _is_geometric(op: Any) -> bool:
     if isinstance(op, A.BaseCompose):
         return any(_is_geometric(t) for t in op.transforms)
@@ -111,6 +117,8 @@ class Albu:
         self.name = transform
         # Pixel-only transforms leave boxes alone; only geometric ones need albumentations' box handling.
         self.geometric = _is_geometric(op)
+        # albumentations moves masks (its `masks` target) with the image in every dual transform.
+        self.carries_masks = all("masks" in leaf.targets for leaf in _leaves(op) if _is_geometric(leaf))
         bbox_params = A.BboxParams(format="pascal_voc", label_fields=["indices"],
                                    min_visibility=min_visibility, min_area=min_area)
         self.pipeline = _Seeded([op], bbox_params if self.geometric else None)
@@ -122,11 +130,21 @@ class Albu:
         boxes = sample.boxes.copy()
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
-        out = self.pipeline(image=sample.image, bboxes=boxes, indices=np.arange(len(boxes)))
+        masks = {"masks": sample.masks} if sample.masks is not None and len(sample.masks) else {}
+        out = self.pipeline(image=sample.image, bboxes=boxes, indices=np.arange(len(boxes)), **masks)
         keep = np.asarray(out["indices"], np.int64)
         new_boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
         return replace(sample, image=out["image"], boxes=new_boxes, labels=sample.labels[keep],
-                       ignore=sample.ignore[keep])
+                       ignore=sample.ignore[keep], masks=self._masks(sample, out, keep))
+
+    @staticmethod
+    def _masks(sample: Sample, out: dict[str, Any], keep: np.ndarray) -> np.ndarray | None:
+        """The transformed masks of the boxes albumentations kept ([0, h, w] when none is left)."""
+        if sample.masks is None:
+            return None
+        if "masks" not in out:
+            return np.zeros((0, *out["image"].shape[:2]), np.uint8)
+        return np.asarray(out["masks"], np.uint8)[keep]
 
     def __repr__(self) -> str:
         return f"Albu({self.name})"
@@ -145,6 +163,8 @@ class PhotoMetricDistortion:
         hue_delta: shift hue by up to this many OpenCV hue units (0..180 is the full circle).
         p_each: probability of each of the four distortions.
     """
+
+    carries_masks = True  # pixel values only
 
     def __init__(
         self,

@@ -52,6 +52,8 @@ def transform_name(t: Any) -> str:
 class Compose:
     """Apply transforms in order; mixing transforms draw their extra images from `source`."""
 
+    carries_masks = True  # when each of its transforms does (check_carries_masks looks inside)
+
     def __init__(self, transforms: Sequence[Callable[[Sample], Sample]]) -> None:
         self.transforms = list(transforms)
 
@@ -96,11 +98,13 @@ def build_pipeline(cfgs: Sequence[Mapping[str, Any]] | None) -> Compose:
 
 
 def keep_boxes(sample: Sample, boxes: np.ndarray, keep: np.ndarray | None = None, **changes: Any) -> Sample:
-    """A copy of `sample` with new `boxes` (one row per old box) of which only `keep` survive."""
+    """A copy of `sample` with new `boxes` (one row per old box) of which only `keep` survive; masks
+    (the sample's, or new ones in `changes`) follow `keep` too."""
     if keep is None:
         return replace(sample, boxes=boxes, **changes)
+    masks = changes.pop("masks", sample.masks)
     return replace(sample, boxes=boxes[keep], labels=sample.labels[keep], ignore=sample.ignore[keep],
-                   **changes)
+                   masks=None if masks is None else masks[keep], **changes)
 
 
 def clip_and_filter(

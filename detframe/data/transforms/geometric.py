@@ -14,6 +14,7 @@ from ...errors import ConfigError, choices_text, did_you_mean
 from ...registry import TRANSFORMS
 from ...rules import OneOf, PixelValue, Probability, Size
 from ...structures import Sample
+from .masks import flip_masks, pad_masks, resize_masks
 
 INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA,
                   "cubic": cv2.INTER_CUBIC}
@@ -43,7 +44,8 @@ def scale_sample(sample: Sample, th: int, tw: int, interpolation: int = cv2.INTE
     image = cv2.resize(sample.image, (tw, th), interpolation=interpolation)
     boxes = sample.boxes * np.array([sx, sy, sx, sy], np.float32)
     (psx, psy), (pox, poy) = sample.scale, sample.offset
-    return replace(sample, image=image, boxes=boxes, scale=(psx * sx, psy * sy), offset=(pox * sx, poy * sy))
+    return replace(sample, image=image, boxes=boxes, scale=(psx * sx, psy * sy), offset=(pox * sx, poy * sy),
+                   masks=resize_masks(sample.masks, th, tw))
 
 
 def rescale_long_side(sample: Sample, size: int) -> Sample:
@@ -62,6 +64,8 @@ class Resize:
         keep_ratio: scale by one factor so the image fits inside `size` (no padding here).
         interpolation: OpenCV interpolation name: linear, nearest, area, cubic.
     """
+
+    carries_masks = True
 
     def __init__(self, size: Size, keep_ratio: bool = False,
                  interpolation: Interpolation = "linear") -> None:
@@ -98,6 +102,8 @@ class Letterbox:
         interpolation: OpenCV interpolation name.
     """
 
+    carries_masks = True
+
     def __init__(self, size: Size, fill: PixelValue = 114, center: bool = True, scale_up: bool = True,
                  interpolation: Interpolation = "linear") -> None:
         self.size = pair(size)
@@ -120,7 +126,8 @@ class Letterbox:
                                    cv2.BORDER_CONSTANT, value=(self.fill,) * 3)
         boxes = sample.boxes + np.array([left, top, left, top], np.float32)
         ox, oy = sample.offset
-        return replace(sample, image=image, boxes=boxes, offset=(ox + left, oy + top))
+        masks = pad_masks(sample.masks, top, th - nh - top, left, tw - nw - left)
+        return replace(sample, image=image, boxes=boxes, offset=(ox + left, oy + top), masks=masks)
 
     def __repr__(self) -> str:
         return f"Letterbox(size={self.size}, fill={self.fill})"
@@ -129,6 +136,8 @@ class Letterbox:
 @TRANSFORMS.register()
 class RandomHorizontalFlip:
     """Mirror the image and boxes left-right with probability `p` (training only: not tracked in `scale`)."""
+
+    carries_masks = True
 
     def __init__(self, p: Probability = 0.5) -> None:
         self.p = p
@@ -140,7 +149,7 @@ class RandomHorizontalFlip:
         boxes = sample.boxes.copy()
         boxes[:, [0, 2]] = w - sample.boxes[:, [2, 0]]
         # cv2: ~5x faster than a numpy copy
-        return replace(sample, image=cv2.flip(sample.image, 1), boxes=boxes)
+        return replace(sample, image=cv2.flip(sample.image, 1), boxes=boxes, masks=flip_masks(sample.masks))
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"

@@ -19,6 +19,7 @@ from ...rules import NonNegativeFloat, PixelValue, PositiveFloat, Probability, R
 from ...structures import Sample
 from .base import MixTransform, clip_and_filter, keep_boxes
 from .geometric import pair
+from .masks import concat_masks, mosaic_masks, place_masks, warp_masks
 
 
 def _box_areas(boxes: np.ndarray) -> np.ndarray:
@@ -48,6 +49,7 @@ class Mosaic(MixTransform):
     """
 
     num_mix = 3
+    carries_masks = True
 
     def __init__(self, size: Size, center_range: UnitPair = (0.25, 0.75),
                  fill: PixelValue = 114, min_visibility: Probability = 0.1, min_size: NonNegativeFloat = 2.0,
@@ -69,7 +71,7 @@ class Mosaic(MixTransform):
         ch, cw = 2 * self.size[0], 2 * self.size[1]
         xc, yc = centre
         canvas = np.full((ch, cw, 3), self.fill, np.uint8)
-        boxes, labels, ignore = [], [], []
+        boxes, labels, ignore, regions = [], [], [], []
         for quadrant, s in enumerate(samples[:4]):
             h, w = s.size
             # Region on the canvas (a) and the part of the image that lands there (b).
@@ -89,12 +91,13 @@ class Mosaic(MixTransform):
             boxes.append(s.boxes + np.array([xa1 - xb1, ya1 - yb1] * 2, np.float32))
             labels.append(s.labels)
             ignore.append(s.ignore)
+            regions.append(((xa1, ya1, xa2, ya2), (xb1, yb1)))
         boxes_all = np.concatenate(boxes)
         clipped, keep = clip_and_filter(boxes_all, (ch, cw), _box_areas(boxes_all), self.min_visibility,
                                         self.min_size)
-        first = samples[0]
-        return replace(first, image=canvas, boxes=clipped[keep], labels=np.concatenate(labels)[keep],
-                       ignore=np.concatenate(ignore)[keep])
+        masks = mosaic_masks([s.masks for s in samples[:4]], regions, keep, (ch, cw))
+        return replace(samples[0], image=canvas, boxes=clipped[keep], labels=np.concatenate(labels)[keep],
+                       ignore=np.concatenate(ignore)[keep], masks=masks)
 
     def __repr__(self) -> str:
         return f"Mosaic(size={self.size}, p={self.p})"
@@ -119,6 +122,8 @@ class RandomAffine:
         fill: grey level of uncovered areas.
         min_visibility, min_size, max_aspect: the box filter above.
     """
+
+    carries_masks = True
 
     def __init__(self, size: Size, degrees: NonNegativeFloat = 0.0, translate: Probability = 0.1,
                  scale: ScalePair = (0.5, 1.5), shear: NonNegativeFloat = 0.0, fill: PixelValue = 114,
@@ -151,8 +156,9 @@ class RandomAffine:
         image = cv2.warpAffine(sample.image, matrix, (ow, oh), flags=cv2.INTER_LINEAR,
                                borderValue=(self.fill,) * 3)
         n = len(sample.boxes)
+        masks = warp_masks(sample.masks, matrix, (oh, ow))
         if n == 0:
-            return replace(sample, image=image)
+            return replace(sample, image=image, masks=masks)
         b = sample.boxes
         corners = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], axis=1).reshape(-1, 2)
         moved = (corners @ matrix[:, :2].T + matrix[:, 2]).reshape(n, 4, 2)
@@ -161,7 +167,7 @@ class RandomAffine:
                                         self.min_size)
         bw, bh = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
         keep &= np.maximum(bw / np.maximum(bh, 1e-6), bh / np.maximum(bw, 1e-6)) < self.max_aspect
-        return keep_boxes(sample, clipped, keep, image=image)
+        return keep_boxes(sample, clipped, keep, image=image, masks=masks)
 
     def __call__(self, sample: Sample) -> Sample:
         return self.apply(sample, self.get_params(sample.size))
@@ -186,6 +192,7 @@ class MixUp(MixTransform):
     """
 
     num_mix = 1
+    carries_masks = True
 
     def __init__(self, alpha: PositiveFloat = 32.0, fill: PixelValue = 114, p: Probability = 1.0) -> None:
         self.alpha, self.fill, self.p = alpha, int(fill), p
@@ -205,9 +212,12 @@ class MixUp(MixTransform):
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        oh, ow = min(h, other.size[0]), min(w, other.size[1])
+        other_masks = place_masks(other.masks, (h, w), (0, 0, ow, oh), (0, 0))
+        masks = concat_masks([sample.masks, None if other_masks is None else other_masks[keep]])
         return replace(sample, image=image, boxes=np.concatenate([sample.boxes, boxes[keep]]),
                        labels=np.concatenate([sample.labels, other.labels[keep]]),
-                       ignore=np.concatenate([sample.ignore, other.ignore[keep]]))
+                       ignore=np.concatenate([sample.ignore, other.ignore[keep]]), masks=masks)
 
     def __repr__(self) -> str:
         return f"MixUp(alpha={self.alpha}, p={self.p})"

@@ -19,6 +19,7 @@ from ...registry import TRANSFORMS
 from ...rules import Each, PositiveInt, Probability, Range, min_max
 from ...structures import Sample
 from .base import keep_boxes
+from .masks import crop_masks, pad_masks
 
 Mean = Annotated[Sequence[float], Each(Range(0, 255), length=3)]  # RGB pixel values
 CropSize = Annotated[float, Range(0, 1, lo_open=True)]  # a fraction of the image side
@@ -36,6 +37,8 @@ class Expand:
         ratio_range: the canvas side is `ratio` times the image side, ratio uniform in this range.
         p: probability of expanding at all.
     """
+
+    carries_masks = True
 
     def __init__(self, mean: Mean = (123.675, 116.28, 103.53),
                  ratio_range: RatioPair = (1.0, 4.0), p: Probability = 0.5) -> None:
@@ -60,7 +63,8 @@ class Expand:
         # copyMakeBorder allocates, fills and copies in one pass (faster than np.full + slice assign).
         image = cv2.copyMakeBorder(sample.image, top, ch - h - top, left, cw - w - left, cv2.BORDER_CONSTANT,
                                    value=tuple(round(m) for m in self.mean))
-        return replace(sample, image=image, boxes=sample.boxes + np.array([left, top, left, top], np.float32))
+        return replace(sample, image=image, boxes=sample.boxes + np.array([left, top, left, top], np.float32),
+                       masks=pad_masks(sample.masks, top, ch - h - top, left, cw - w - left))
 
     def __call__(self, sample: Sample) -> Sample:
         return self.apply(sample, self.get_params(sample.size))
@@ -85,6 +89,8 @@ class MinIoURandomCrop:
         aspect_range: allowed patch height/width ratios.
         max_trials: patches tried per mode.
     """
+
+    carries_masks = True
 
     def __init__(self, min_ious: Annotated[Sequence[float], Each(Range(0, 1))] = (0.1, 0.3, 0.5, 0.7, 0.9),
                  min_crop_size: CropSize = 0.3,
@@ -134,7 +140,8 @@ class MinIoURandomCrop:
         boxes = sample.boxes.copy()
         boxes[:, 0::2] = boxes[:, 0::2].clip(x1, x2) - x1
         boxes[:, 1::2] = boxes[:, 1::2].clip(y1, y2) - y1
-        return keep_boxes(sample, boxes, keep, image=sample.image[y1:y2, x1:x2])
+        return keep_boxes(sample, boxes, keep, image=sample.image[y1:y2, x1:x2],
+                          masks=crop_masks(sample.masks, x1, y1, x2, y2))
 
     def __call__(self, sample: Sample) -> Sample:
         return self.apply(sample, self.get_params(sample))

@@ -46,7 +46,14 @@ class Detector(nn.Module, abc.ABC):
       objects inside it and returns `loss_cls`, `loss_box`, `loss_giou` (plus one set per auxiliary
       decoder layer, `loss_cls_d0` ...); `predict` keeps the best queries with no NMS (one query per
       object by construction) and maps their boxes to original pixels.
+
+    Instance segmentation (Mask R-CNN) reads `Instances.masks` (uint8 [N, h, w] at each image's
+    unpadded size) and returns `Detections.masks` (bool [K, H0, W0], original pixels); it sets
+    `requires_masks = True` so that a run on a dataset without masks stops before training
+    (engine/preflight.py).
     """
+
+    requires_masks: bool = False  # the model trains on Instances.masks (data.with_masks must be true)
 
     @abc.abstractmethod
     def loss(self, batch: Batch) -> dict[str, Tensor]:
@@ -78,9 +85,9 @@ class Detector(nn.Module, abc.ABC):
             One `Detections` per image, in batch order: boxes float32 [K, 4] xyxy in ORIGINAL-image
             pixels (the test-time resize / letterbox of `scales` and `offsets` undone, clipped to
             `orig_sizes`), scores float32 [K] best first, labels int64 [K] in 0..C-1 (there is no
-            background id); masks [K, h, w] in original pixels when a model makes them (a field
-            `Detections` does not have yet). The score
-            threshold and the number kept are the model's (its config), not the caller's.
+            background id); `masks` bool [K, H0, W0] in original pixels (pasted and thresholded at
+            0.5) when a model makes them, else None. The score threshold and the number kept are the
+            model's (its config), not the caller's.
         """
 
 
