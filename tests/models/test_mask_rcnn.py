@@ -21,6 +21,7 @@ NARROW = ["model=mask_rcnn_r18_fpn", "model.neck.out_channels=64", "model.roi_he
 # proposals.
 FEWER = ["model.roi_head.sampler.num=128", "model.rpn_head.pre_nms_top_n.train=300",
          "model.rpn_head.post_nms_top_n.train=300"]
+STEPS = 35  # 30 reach box 0.91 / mask 0.91 (measured): a margin against thread-count differences
 
 
 def square_instance(size: int, lo: int, hi: int) -> Instances:
@@ -110,5 +111,3 @@ def test_mask_rcnn_overfits_four_images_boxes_and_masks(tiny_shapes):
             f"({time.perf_counter() - start:.0f} s), losses {last}")
     assert metrics["coco/AP50"] >= 0.9 and metrics["coco/segm_AP50"] >= 0.8, text
 
-
-STEPS = 30
