@@ -9,9 +9,10 @@
     python benchmarks/models.py --skip-speed                     # parameters and FLOPs only
 
 For each detector torchvision also has (SSD300-VGG16, SSDLite320-MobileNetV3-Large, RetinaNet-R50-FPN,
-FCOS-R50-FPN, Faster R-CNN-R50-FPN) it times a training step (forward, losses, backward, SGD step) and
-inference (forward, decoding, NMS, rescaling) of ours and of torchvision's, on the same random uint8
-images and boxes, alternating ours and theirs round by round so both see the same machine load, and
+FCOS-R50-FPN, Faster and Mask R-CNN-R50-FPN) it times a training step (forward, losses, backward, SGD
+step) and inference (forward, decoding, NMS, rescaling; Mask R-CNN's masks pasted into the image) of ours
+and of torchvision's, on the same random uint8 images and boxes (box-shaped instance masks for Mask
+R-CNN), alternating ours and theirs round by round so both see the same machine load, and
 prints the median times and the ratio
 ours / torchvision (<= 1.0: ours is not slower): the median of the per-round ratios, with a 95% bootstrap
 interval, beside the ratio of the medians and of the fastest rounds. On a shared machine single rounds
@@ -51,6 +52,7 @@ PAIRS = {
     "retinanet_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
     "fcos_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
     "fasterrcnn_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
+    "maskrcnn_resnet50_fpn": (512, {"min_size": 512, "max_size": 512}),
 }
 # Every model config and the input size it is usually run at (h, w), for parameters and FLOPs.
 SIZES = {
@@ -59,15 +61,18 @@ SIZES = {
     "retinanet_r18_fpn": (800, 1216), "yolov3_d53": (608, 608), "yolov3_d53_small": (320, 320),
     "fcos_r50_fpn": (800, 1216), "fcos_r18_fpn": (800, 1216),
     "faster_rcnn_r50_fpn": (800, 1216), "faster_rcnn_r18_fpn": (800, 1216),
-    "cascade_rcnn_r50_fpn": (800, 1216),
+    "cascade_rcnn_r50_fpn": (800, 1216), "mask_rcnn_r50_fpn": (800, 1216), "mask_rcnn_r18_fpn": (800, 1216),
 }
 # torchvision builders whose class count includes the background.
-WITH_BACKGROUND = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large", "fasterrcnn_resnet50_fpn")
+WITH_BACKGROUND = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large", "fasterrcnn_resnet50_fpn",
+                   "maskrcnn_resnet50_fpn")
 
 
 def compose_model(name: str, overrides: list[str] = ()) -> torch.nn.Module:
     cfg = compose([f"model={name}", *overrides])
     (cfg.model.get("head") or cfg.model.roi_head).num_classes = NUM_CLASSES  # a two-stage model's RoI head
+    if cfg.model.get("roi_head") is not None and cfg.model.roi_head.get("mask_head") is not None:
+        cfg.model.roi_head.mask_head.num_classes = NUM_CLASSES
     return build_detector(cfg.model)
 
 
@@ -83,19 +88,35 @@ def make_pair(arch: str, device: torch.device) -> tuple[torch.nn.Module, torch.n
     return theirs.to(device), ours.to(device)
 
 
-def make_inputs(size: int, batch: int, device: torch.device) -> tuple[Batch, list[torch.Tensor], list[dict]]:
+def make_inputs(size: int, batch: int, device: torch.device,
+                masks: bool = False) -> tuple[Batch, list[torch.Tensor], list[dict]]:
     """The same images and boxes (three per image, xyxy pixels) for ours (a Batch of uint8) and for
-    torchvision's (float 0..1 images and target dicts; labels shifted past SSD's background)."""
+    torchvision's (float 0..1 images and target dicts; labels shifted past SSD's background); with
+    `masks`, each box's instance mask (uint8 ones inside it) on both sides."""
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
     xy = torch.rand(batch, 3, 2, generator=g) * size * 0.6
     boxes = torch.cat([xy, xy + torch.rand(batch, 3, 2, generator=g) * size * 0.35 + 10], -1)
     labels = torch.randint(0, NUM_CLASSES, (batch, 3), generator=g)
-    targets = [Instances(b, lab, torch.zeros(3, dtype=torch.bool)) for b, lab in zip(boxes, labels)]
+    bitmaps = [box_masks(b, size) if masks else None for b in boxes]
+    targets = [Instances(b, lab, torch.zeros(3, dtype=torch.bool), m)
+               for b, lab, m in zip(boxes, labels, bitmaps)]
     ours = Batch(images, targets, [(size, size)] * batch, [(size, size)] * batch, list(range(batch)),
                  [(1.0, 1.0)] * batch, [(0.0, 0.0)] * batch).to(device)
     theirs = [im.to(device).float() / 255 for im in images]
-    return ours, theirs, [{"boxes": b.to(device), "labels": lab.to(device)} for b, lab in zip(boxes, labels)]
+    dicts = [{"boxes": b.to(device), "labels": lab.to(device)} for b, lab in zip(boxes, labels)]
+    for d, m in zip(dicts, bitmaps):
+        if m is not None:
+            d["masks"] = m.to(device)
+    return ours, theirs, dicts
+
+
+def box_masks(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [N, size, size]: ones inside each box (xyxy pixels, rounded)."""
+    out = torch.zeros(len(boxes), size, size, dtype=torch.uint8)
+    for mask, (x0, y0, x1, y1) in zip(out, boxes.round().long().tolist()):
+        mask[y0:y1, x0:x1] = 1
+    return out
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -159,7 +180,7 @@ def paired_summary(ours: list[float], theirs: list[float], resamples: int = 2000
 
 def compare(arch: str, args: argparse.Namespace, device: torch.device) -> None:
     theirs, ours = make_pair(arch, device)
-    batch, images, targets = make_inputs(PAIRS[arch][0], args.batch, device)
+    batch, images, targets = make_inputs(PAIRS[arch][0], args.batch, device, masks=ours.requires_masks)
     if args.channels_last:  # both sides, weights and inputs
         theirs, ours = (theirs.to(memory_format=torch.channels_last),
                         ours.to(memory_format=torch.channels_last))
@@ -202,7 +223,7 @@ def channels_last_gain(args: argparse.Namespace, device: torch.device) -> None:
         nhwc = compose_model(name).to(device)
         nhwc.load_state_dict(nchw.state_dict())
         nhwc = nhwc.to(memory_format=torch.channels_last)
-        batch, _, _ = make_inputs(side, args.batch, device)
+        batch, _, _ = make_inputs(side, args.batch, device, masks=nchw.requires_masks)
         batch_nhwc = replace(batch, images=batch.images.contiguous(memory_format=torch.channels_last))
         a = step_fns(nchw, lambda: nchw.loss(batch), lambda: nchw.predict(batch), device, args.amp)
         b = step_fns(nhwc, lambda: nhwc.loss(batch_nhwc), lambda: nhwc.predict(batch_nhwc), device, args.amp)

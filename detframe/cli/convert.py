@@ -39,6 +39,7 @@ RECIPES = {
     "retinanet_resnet50_fpn": "retinanet_r50_fpn_1x_coco",
     "fcos_resnet50_fpn": "fcos_r50_fpn_1x_coco",
     "fasterrcnn_resnet50_fpn": "faster_rcnn_r50_fpn_1x_coco",
+    "maskrcnn_resnet50_fpn": "mask_rcnn_r50_fpn_1x_coco",
 }
 
 

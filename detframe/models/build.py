@@ -35,7 +35,10 @@ HEAD_PARTS: dict[str, Registry] = {
     "loss_offset": LOSSES,
     "sampler": SAMPLERS,
     "roi_extractor": ROI_EXTRACTORS,
+    "mask_roi_extractor": ROI_EXTRACTORS,
 }
+# Heads nested in a head (Mask R-CNN's mask branch in its RoI head), given the neck's channels too.
+NESTED_HEADS = ("mask_head",)
 
 
 def head_keys(cfg: DictConfig) -> tuple[str, ...]:
@@ -74,6 +77,9 @@ def check_detector(cfg: DictConfig) -> None:
         for key, registry in HEAD_PARTS.items():
             if cfg[head].get(key) is not None:
                 registry.check(cfg[head][key])
+        for key in NESTED_HEADS:
+            if cfg[head].get(key) is not None:
+                HEADS.check(cfg[head][key])
         HEADS.check(cfg[head])
     DETECTORS.check(cfg)
 
@@ -85,4 +91,7 @@ def _build_head(head_cfg: DictConfig, in_channels: list[int]) -> Any:
         for key, registry in HEAD_PARTS.items()
         if head_cfg.get(key) is not None
     }
+    for key in NESTED_HEADS:
+        if head_cfg.get(key) is not None:
+            parts[key] = HEADS.build(head_cfg[key], in_channels=in_channels)
     return HEADS.build(head_cfg, in_channels=in_channels, **parts)

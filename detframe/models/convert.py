@@ -1,11 +1,12 @@
 """Load the weights of torchvision's detectors into detframe's models of the same architecture.
 
 torchvision's `ssd300_vgg16`, `ssdlite320_mobilenet_v3_large`, `retinanet_resnet50_fpn`,
-`fcos_resnet50_fpn` and `fasterrcnn_resnet50_fpn` are the same networks as detframe's `ssd300_vgg16`,
-`ssdlite_mobilenetv3`, `retinanet_r50_fpn`, `fcos_r50_fpn` and `faster_rcnn_r50_fpn` configs (with the
-overrides in `EQUIVALENTS`); only the module names differ, torchvision's FCOS lacks the learnt
-per-level scales, which the converter adds at 1 (the identity), and torchvision's R-CNN box predictor
-has deltas for the background too, which the converter drops. The converters rename the tensors,
+`fcos_resnet50_fpn`, `fasterrcnn_resnet50_fpn` and `maskrcnn_resnet50_fpn` are the same networks as
+detframe's `ssd300_vgg16`, `ssdlite_mobilenetv3`, `retinanet_r50_fpn`, `fcos_r50_fpn`,
+`faster_rcnn_r50_fpn` and `mask_rcnn_r50_fpn` configs (with the overrides in `EQUIVALENTS`); only the
+module names differ, torchvision's FCOS lacks the learnt per-level scales, which the converter adds at
+1 (the identity), and torchvision's R-CNN box predictor has deltas (its mask predictor a mask) for the
+background too, which the converter drops. The converters rename the tensors,
 can pick the logit channels of a subset of classes (torchvision's COCO models predict 91 slots:
 background plus COCO's category ids 1..90, of which 80 are used), and check that the result fits the
 model exactly. tests/models/test_torchvision_equivalence.py (and test_rcnn_equivalence.py) check that
@@ -69,6 +70,12 @@ RULES: dict[str, list[Rule]] = {
         (r"^roi_heads\.box_predictor\.", "roi_head.bbox_head."),
     ],
 }
+RULES["maskrcnn_resnet50_fpn"] = [
+    *RULES["fasterrcnn_resnet50_fpn"],
+    (r"^roi_heads\.mask_head\.(\d+)\.0\.", lambda m: f"roi_head.mask_head.convs.{m[1]}."),
+    (r"^roi_heads\.mask_predictor\.conv5_mask\.", "roi_head.mask_head.upsample."),
+    (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.", "roi_head.mask_head.logits."),
+]
 # Tensors our model has and torchvision's does not, with the values that make them no-ops.
 ADDED: dict[str, dict[str, Tensor]] = {
     "fcos_resnet50_fpn": {"head.scales": torch.ones(5)},  # ReLU(1 x conv): torchvision's regression
@@ -89,10 +96,15 @@ EQUIVALENTS: dict[str, tuple[str, list[str]]] = {
     ]),
     "fcos_resnet50_fpn": ("fcos_r50_fpn", ["model.head.score_threshold=0.2"]),  # torchvision's default
     "fasterrcnn_resnet50_fpn": ("faster_rcnn_r50_fpn", []),
+    "maskrcnn_resnet50_fpn": ("mask_rcnn_r50_fpn", []),
 }
 # R-CNN box predictors: torchvision's has a logit and 4 deltas for each label slot, background (slot 0)
 # included; ours has the background logit first and deltas for the classes only.
-_RCNN_PREDICTORS = {"fasterrcnn_resnet50_fpn": "roi_head.bbox_head."}
+_RCNN_PREDICTORS = {"fasterrcnn_resnet50_fpn": "roi_head.bbox_head.",
+                    "maskrcnn_resnet50_fpn": "roi_head.bbox_head."}
+# R-CNN mask predictors: torchvision's has a mask for each label slot, background included; ours one
+# per class.
+_MASK_LOGITS = {"maskrcnn_resnet50_fpn": "roi_head.mask_head.logits."}
 # The logit layers and how many logits each anchor has besides the classes (SSD's background).
 _CLASS_LAYERS = {
     "ssd300_vgg16": (r"^head\.cls_convs\.\d+\.(weight|bias)$", 1),
@@ -157,11 +169,24 @@ def select_rcnn_classes(state: dict[str, Tensor], prefix: str,
     return out
 
 
+def select_mask_classes(state: dict[str, Tensor], prefix: str,
+                        class_index: Sequence[int] | None) -> dict[str, Tensor]:
+    """A mask predictor's output channels for the label slots `class_index` (all but the background's
+    slot 0 when None)."""
+    slots = state[prefix + "weight"].shape[0]
+    keep = list(class_index) if class_index is not None else list(range(1, slots))
+    if max(keep) >= slots:
+        raise ConfigError(f"{prefix}weight: {slots} class slots, cannot select slot {max(keep)}")
+    return {**state, **{prefix + kind: state[prefix + kind][keep].clone() for kind in ("weight", "bias")}}
+
+
 def convert_state_dict(state: dict[str, Tensor], arch: str,
                        class_index: Sequence[int] | None = None) -> dict[str, Tensor]:
     """A torchvision detector's state dict as detframe's (see `rename`, `select_classes`,
-    `select_rcnn_classes`, `ADDED`)."""
+    `select_rcnn_classes`, `select_mask_classes`, `ADDED`)."""
     state = {**rename(state, arch), **{k: v.clone() for k, v in ADDED.get(arch, {}).items()}}
+    if arch in _MASK_LOGITS:
+        state = select_mask_classes(state, _MASK_LOGITS[arch], class_index)
     if arch in _RCNN_PREDICTORS:
         return select_rcnn_classes(state, _RCNN_PREDICTORS[arch], class_index)
     return select_classes(state, arch, class_index) if class_index is not None else state

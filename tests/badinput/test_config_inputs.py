@@ -61,6 +61,10 @@ TRAIN = [
          says=("expected a number in [0, 1]",), drop="model.backbone.arch"),
     case("model=cascade_rcnn_r50_fpn", "model.roi_head.stage_ious=[0.5,0.6,1.7]",
          named="model.roi_head.stage_ious=[0.5, 0.6, 1.7]", drop="model.backbone.arch"),
+    case("model=mask_rcnn_r18_fpn", "data.with_masks=true", "model.roi_head.mask_head.mask_threshold=2",
+         says=("expected a number in [0, 1]",), drop="model.backbone.arch"),
+    case("model=mask_rcnn_r18_fpn", "data.with_masks=true", "model.roi_head.mask_head.num_convs=0",
+         says=("expected an integer >= 1",), drop="model.backbone.arch"),
     case("scheduler.warmup_iters=-5", says=("expected an integer >= 0",)),
     # an older message (tests/engine/test_optim.py asserts it): the key, then the value
     case("scheduler.warmup=cosine", named="scheduler.warmup",

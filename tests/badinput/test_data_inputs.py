@@ -236,3 +236,13 @@ def test_bad_data_input(case, tiny_sets, tmp_path):
         results.write_text(json.dumps([{"image_id": 9, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 1}]))
         args = [f"results={results}", *args]
     assert_fails(run_main(tool, args, cwd=tmp_path), *culprits, status=status)
+
+
+def test_mask_rcnn_on_a_voc_set_without_masks_stops_in_one_line(tiny_sets, tmp_path):
+    """The real model (not the stand-in of the cases above): Mask R-CNN declares it needs masks through
+    its RoI head's mask branch. (TINY_TRAIN's small-backbone key is SSDLite's: its own arguments here.)"""
+    args = ["data=shapes_voc", f"data.root={tiny_sets['voc']}", "model=mask_rcnn_r18_fpn",
+            "train.max_iters=1", "data.num_workers=0", "hooks.progress=null",
+            f"hydra.run.dir={tmp_path / 'run'}"]
+    assert_fails(run_main("train", args, cwd=tmp_path), "data.with_masks=false", "TwoStageDetector",
+                 "needs instance masks", "VOCDetection", status=2)

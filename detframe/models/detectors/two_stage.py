@@ -1,4 +1,4 @@
-"""Backbone -> neck -> RPN proposals -> RoI head (the R-CNN family: Faster, Cascade R-CNN)."""
+"""Backbone -> neck -> RPN proposals -> RoI head (the R-CNN family: Faster, Cascade, Mask R-CNN)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -39,6 +39,11 @@ class TwoStageDetector(NormalizingDetector):
     ) -> None:
         super().__init__(pixel_mean, pixel_std)
         self.backbone, self.neck, self.rpn_head, self.roi_head = backbone, neck, rpn_head, roi_head
+
+    @property
+    def requires_masks(self) -> bool:
+        """True with a RoI head that has a mask branch (Mask R-CNN): it trains on `Instances.masks`."""
+        return getattr(self.roi_head, "mask_head", None) is not None
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """The neck's maps, finest first, for uint8 images [B, 3, H, W] (this family's own; not the

@@ -50,6 +50,7 @@ class RoISamples:
     labels: Tensor  # int64 [N]: 0 background, 1..C object class + 1 (the softmax's index)
     gt_boxes: Tensor  # [N, 4] the matched object's box (zeros for background)
     is_gt: Tensor  # bool [N]: the RoI is a ground-truth box added to the proposals
+    matched: list[Tensor]  # per image, the object index of its positives (the first of its RoIs)
 
 
 def sample_rois(proposals: list[Tensor], targets: list[Instances], assigner, sampler) -> RoISamples:
@@ -59,7 +60,7 @@ def sample_rois(proposals: list[Tensor], targets: list[Instances], assigner, sam
     An image without objects gives negatives only; ignored objects (crowd) are neither added nor
     matched positive (the assigner ignores their RoIs, the sampler skips them).
     """
-    rois, labels, gt_boxes, is_gt = [], [], [], []
+    rois, labels, gt_boxes, is_gt, objects = [], [], [], [], []
     for props, gt in zip(proposals, targets):
         added = gt.boxes[~gt.ignore]
         candidates = torch.cat([props, added.to(props.dtype)])
@@ -75,7 +76,8 @@ def sample_rois(proposals: list[Tensor], targets: list[Instances], assigner, sam
         labels.append(label)
         gt_boxes.append(boxes)
         is_gt.append(keep >= len(props))
-    return RoISamples(rois, torch.cat(labels), torch.cat(gt_boxes), torch.cat(is_gt))
+        objects.append(matched)
+    return RoISamples(rois, torch.cat(labels), torch.cat(gt_boxes), torch.cat(is_gt), objects)
 
 
 def box_head_losses(logits: Tensor, deltas: Tensor, samples: RoISamples, coder, loss_cls, loss_box,
