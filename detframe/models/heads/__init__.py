@@ -2,9 +2,10 @@ from .base import DenseOutputs, flatten_levels, match_batch, num_positives
 from .fcos_head import FCOSHead, FCOSOutputs
 from .retina_head import RetinaHead
 from .ssd_head import SSDHead, SSDLiteHead
+from .tal_head import TALHead
 from .yolo_head import YOLOOutputs, YOLOv3Head
 
 __all__ = [
-    "DenseOutputs", "FCOSHead", "FCOSOutputs", "RetinaHead", "SSDHead", "SSDLiteHead", "YOLOOutputs",
-    "YOLOv3Head", "flatten_levels", "match_batch", "num_positives",
+    "DenseOutputs", "FCOSHead", "FCOSOutputs", "RetinaHead", "SSDHead", "SSDLiteHead", "TALHead",
+    "YOLOOutputs", "YOLOv3Head", "flatten_levels", "match_batch", "num_positives",
 ]
