@@ -109,8 +109,9 @@ class TaskAlignedAssigner:
         """bool [B, M, P]: each object's `topk` points by `metric`, ties going to the most central."""
         centres = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2
         distance = (points[None, None] - centres[:, :, None]).norm(dim=-1)  # [B, M, P]
-        # A tie-breaker far below any non-zero metric (t >= 1e-9 matters; this adds < 1e-12).
-        key = metric - 1e-12 * distance / (distance.amax(dim=-1, keepdim=True) + EPS)
+        # A tie-breaker under 1e-12, in float64 so that it survives next to t = 1: it orders equal
+        # metrics (alpha = beta = 0) and ones too small to matter, by distance to the centre.
+        key = metric.double() - 1e-12 * (distance / (distance.amax(dim=-1, keepdim=True) + EPS)).double()
         index = key.topk(min(self.topk, key.shape[-1]), dim=-1).indices
         return torch.zeros_like(metric, dtype=torch.bool).scatter_(-1, index, True)
 
