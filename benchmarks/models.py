@@ -56,6 +56,7 @@ SIZES = {
     "ssdlite_mobilenetv3_small": (256, 256), "retinanet_r50_fpn": (800, 1216),
     "retinanet_r18_fpn": (800, 1216), "yolov3_d53": (608, 608), "yolov3_d53_small": (320, 320),
     "fcos_r50_fpn": (800, 1216), "fcos_r18_fpn": (800, 1216),
+    "tal_cspnext_nano": (640, 640), "tal_cspnext_s": (640, 640),
 }
 
 
