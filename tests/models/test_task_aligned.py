@@ -154,3 +154,14 @@ def test_tal_head_losses_finite_with_and_without_objects(overrides):
     empty = model.head.loss(model(torch.rand(1, 3, 64, 64) * 255), [instances([], [])], (64, 64))
     assert all(torch.isfinite(v) for v in empty.values())
     assert empty["loss_box"] == 0 and empty["loss_cls"] > 0
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["model.head.loss_dfl=null"], "need a loss_dfl"),
+    (["model.head.share_convs=true"], "equal channels"),
+])
+def test_tal_head_refuses_inconsistent_settings(overrides, match):
+    from detframe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        build_detector(compose(["model=tal_cspnext_nano", *overrides]).model)
