@@ -62,6 +62,7 @@ SIZES = {
     "fcos_r50_fpn": (800, 1216), "fcos_r18_fpn": (800, 1216),
     "faster_rcnn_r50_fpn": (800, 1216), "faster_rcnn_r18_fpn": (800, 1216),
     "cascade_rcnn_r50_fpn": (800, 1216), "mask_rcnn_r50_fpn": (800, 1216), "mask_rcnn_r18_fpn": (800, 1216),
+    "tal_cspnext_nano": (640, 640), "tal_cspnext_s": (640, 640),
 }
 # torchvision builders whose class count includes the background.
 WITH_BACKGROUND = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large", "fasterrcnn_resnet50_fpn",

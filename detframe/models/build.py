@@ -36,6 +36,7 @@ HEAD_PARTS: dict[str, Registry] = {
     "sampler": SAMPLERS,
     "roi_extractor": ROI_EXTRACTORS,
     "mask_roi_extractor": ROI_EXTRACTORS,
+    "loss_dfl": LOSSES,
 }
 # Heads nested in a head (Mask R-CNN's mask branch in its RoI head), given the neck's channels too.
 NESTED_HEADS = ("mask_head",)

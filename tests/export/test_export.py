@@ -30,6 +30,7 @@ FAMILIES = {
     "yolov3": ["config=yolov3_d53_small_raccoon"],
     "fcos": ["config=fcos_r18_fpn_raccoon", "model.neck.out_channels=64", "model.head.feat_channels=64"],
     "centernet": ["config=centernet_r18_raccoon"],  # no NMS: 3x3 heatmap peaks (nms_iou None)
+    "tal": ["config=tal_cspnext_nano_raccoon"],
 }
 
 
@@ -57,6 +58,8 @@ def box_outputs(model: nn.Module) -> list[tuple[nn.Conv2d, slice | Tensor]]:
                 (head.heatmap_head[-1], slice(None))]
     if hasattr(head, "bbox_reg"):  # RetinaNet, FCOS
         return [(head.bbox_reg, slice(None))]
+    if hasattr(head, "reg_preds"):  # the task-aligned head: one 1x1 conv per level
+        return [(conv, slice(None)) for conv in head.reg_preds]
     if hasattr(head, "reg_convs"):  # SSD, SSDLite
         return [([m for m in conv.modules() if isinstance(m, nn.Conv2d)][-1], slice(None))
                 for conv in head.reg_convs]

@@ -31,6 +31,7 @@ DETECTORS = {
               "model.head.stacked_convs=2"], 20, 1e-3),
     # at 128 px (its stride-4 map costs more than the others' heads): AP50 1.0 from step 20 (0.65 at 15)
     "centernet": (["model=centernet_r18", "pipeline.size=128"], 25, 2e-3),
+    "tal": (["model=tal_cspnext_nano"], 50, 3e-3),
 }
 
 

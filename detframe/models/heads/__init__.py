@@ -4,9 +4,11 @@ from .fcos_head import FCOSHead, FCOSOutputs
 from .retina_head import RetinaHead
 from .rpn_head import RPNHead
 from .ssd_head import SSDHead, SSDLiteHead
+from .tal_head import TALHead
 from .yolo_head import YOLOOutputs, YOLOv3Head
 
 __all__ = [
     "CenterNetHead", "CenterNetOutputs", "DenseOutputs", "FCOSHead", "FCOSOutputs", "RetinaHead", "RPNHead",
-    "SSDHead", "SSDLiteHead", "YOLOOutputs", "YOLOv3Head", "flatten_levels", "match_batch", "num_positives",
+    "SSDHead", "SSDLiteHead", "TALHead", "YOLOOutputs", "YOLOv3Head", "flatten_levels", "match_batch",
+    "num_positives",
 ]
