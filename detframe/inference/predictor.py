@@ -231,11 +231,12 @@ def _load_torch(path: Path, device: str, score_threshold: float | None, max_dete
 def _head_overrides(config: DictConfig, score_threshold: float | None,
                     max_detections: int | None) -> list[str]:
     """`model.<head>.<key>=value` for the given values, where the final head has such a key: `head` for
-    one-stage models, `roi_head` for two-stage ones (whose `rpn_head` thresholds proposals, not detections)."""
+    one-stage models, `roi_head` for two-stage ones (their `rpn_head` makes proposals, not detections)."""
     wanted = {"score_threshold": score_threshold, "max_detections": max_detections}
     name = "roi_head" if OmegaConf.select(config, "model.roi_head") is not None else "head"
     head = OmegaConf.select(config, f"model.{name}") or {}
-    return [f"model.{name}.{key}={value}" for key, value in wanted.items() if value is not None and key in head]
+    return [f"model.{name}.{key}={value}" for key, value in wanted.items()
+            if value is not None and key in head]
 
 
 def _set_size(config: DictConfig, size: int | Sequence[int]) -> None:
