@@ -20,6 +20,7 @@ HEAD_PARTS: dict[str, Registry] = {
     "loss_xy": LOSSES,
     "loss_wh": LOSSES,
     "loss_centerness": LOSSES,
+    "loss_l1": LOSSES,
 }
 
 

@@ -1,5 +1,9 @@
 from .fcos import FCOSAssigner
 from .max_iou import IGNORED, NEGATIVE, Assignment, MaxIoUAssigner
+from .simota import DynamicAssignment, SimOTAAssigner
 from .yolo import YOLOAssigner
 
-__all__ = ["Assignment", "FCOSAssigner", "IGNORED", "MaxIoUAssigner", "NEGATIVE", "YOLOAssigner"]
+__all__ = [
+    "Assignment", "DynamicAssignment", "FCOSAssigner", "IGNORED", "MaxIoUAssigner", "NEGATIVE",
+    "SimOTAAssigner", "YOLOAssigner",
+]
