@@ -29,6 +29,7 @@ FAMILIES = {
                   "model.head.feat_channels=64"],
     "yolov3": ["config=yolov3_d53_small_raccoon"],
     "fcos": ["config=fcos_r18_fpn_raccoon", "model.neck.out_channels=64", "model.head.feat_channels=64"],
+    "yolox": ["config=yolox_tiny_raccoon", "model=yolox_nano"],
 }
 
 
@@ -53,6 +54,8 @@ def box_outputs(model: nn.Module) -> list[tuple[nn.Conv2d, slice | Tensor]]:
     head = model.head
     if hasattr(head, "bbox_reg"):  # RetinaNet, FCOS
         return [(head.bbox_reg, slice(None))]
+    if hasattr(head, "reg_preds"):  # YOLOX
+        return [(conv, slice(None)) for conv in head.reg_preds]
     if hasattr(head, "reg_convs"):  # SSD, SSDLite
         return [([m for m in conv.modules() if isinstance(m, nn.Conv2d)][-1], slice(None))
                 for conv in head.reg_convs]
