@@ -28,7 +28,7 @@ DETECTORS = {
     "yolov3": (["model=yolov3_d53_small"], 30, 3e-3),
     "fcos": (["model=fcos_r18_fpn", "model.neck.out_channels=64", "model.head.feat_channels=64",
               "model.head.stacked_convs=2"], 20, 1e-3),
-    "yolox": (["model=yolox_nano"], 40, 3e-3),
+    "yolox": (["model=yolox_nano"], 60, 3e-3),
 }
 
 
