@@ -29,7 +29,9 @@ FAMILIES = {
                   "model.head.feat_channels=64"],
     "yolov3": ["config=yolov3_d53_small_raccoon"],
     "fcos": ["config=fcos_r18_fpn_raccoon", "model.neck.out_channels=64", "model.head.feat_channels=64"],
-    "yolox": ["config=yolox_tiny_raccoon", "model=yolox_nano"],
+    # YOLOX takes raw 0..255 pixels, which BatchNorm's initial statistics (eval mode) do not scale: 1/255
+    # keeps the random network's activations, and so its scores, spread.
+    "yolox": ["config=yolox_tiny_raccoon", "model=yolox_nano", "model.pixel_std=[255.0,255.0,255.0]"],
 }
 
 
