@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import HEADS
-from ...rules import IoUThreshold, PositiveInt, Probability, StrictProbability
+from ...rules import IoUThreshold, PositiveFloat, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
 from ..layers.csp import Activation, ConvBNAct, conv_bn_act
@@ -82,6 +82,7 @@ class YOLOXHead(DenseHead):
         prior_prob: class and objectness biases start at probability `prior_prob` (YOLOX: 0.01).
         use_l1: start with the L1 term on (normally left off and switched on by the hook).
         score_threshold, nms_iou, topk_candidates, max_detections: inference, see above.
+        norm_eps, norm_momentum: BatchNorm settings (YOLOX's by default).
     """
 
     def __init__(
@@ -105,6 +106,8 @@ class YOLOXHead(DenseHead):
         nms_iou: IoUThreshold = 0.65,
         topk_candidates: PositiveInt = 1000,
         max_detections: PositiveInt = 100,
+        norm_eps: PositiveFloat = 1e-3,
+        norm_momentum: Probability = 0.03,
     ) -> None:
         super().__init__()
         if len(in_channels) != len(getattr(prior_generator, "strides", ())):
@@ -116,7 +119,7 @@ class YOLOXHead(DenseHead):
         self.use_l1 = use_l1
         self.score_threshold, self.nms_iou = score_threshold, nms_iou
         self.topk_candidates, self.max_detections = topk_candidates, max_detections
-        conv = {"act": act}
+        conv = {"act": act, "norm_eps": norm_eps, "norm_momentum": norm_momentum}
         self.stems = nn.ModuleList(ConvBNAct(c, feat_channels, 1, **conv) for c in in_channels)
         self.cls_branches = nn.ModuleList(
             _branch(feat_channels, stacked_convs, depthwise, conv) for _ in in_channels)
