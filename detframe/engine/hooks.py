@@ -128,19 +128,26 @@ class PipelineSwitchHook(Hook):
 
         hooks:
           pipeline_switch: {type: PipelineSwitchHook, num_last_epochs: 15,
-                            disable: [Mosaic, RandomAffine, MixUp]}
+                            disable: [Mosaic, RandomAffine, MixUp], enable: [use_l1]}
+
+    `enable` names boolean attributes set True, for those epochs, on every module of the model that has
+    them (YOLOX's head adds its L1 loss then: `use_l1`). Going through `model.modules()` keeps the hook
+    off the model's structure (a DDP wrapper, a head under any name). Like the pipeline, the flags
+    follow the epoch, not the hook's history, so a run resumed after the switch has them on.
 
     Args:
         num_last_epochs: how many final epochs run without them.
         disable: transform names (the `type`, or an albumentations name for `Albu` entries).
+        enable: module attributes switched on with them; at least one module must have each.
     """
 
     def __init__(self, num_last_epochs: NonNegativeInt = 15,
-                 disable: Sequence[str] = ("Mosaic", "RandomAffine", "MixUp")) -> None:
+                 disable: Sequence[str] = ("Mosaic", "RandomAffine", "MixUp"),
+                 enable: Sequence[str] = ()) -> None:
         if num_last_epochs < 0:
             raise ConfigError(f"PipelineSwitchHook.num_last_epochs: expected >= 0, got {num_last_epochs}")
         self.num_last_epochs = num_last_epochs
-        self.disable = tuple(disable)
+        self.disable, self.enable = tuple(disable), tuple(enable)
         self.switched = False
 
     def before_train(self, runner: Runner) -> None:
@@ -150,12 +157,24 @@ class PipelineSwitchHook(Hook):
             if name not in present:
                 raise ConfigError(f"hooks.pipeline_switch.disable: '{name}' is not in pipeline.train."
                                   f"{did_you_mean(name, present)} Transforms there: {choices_text(present)}")
+        for name in self.enable:
+            if not self._flagged(runner, name):
+                raise ConfigError(f"hooks.pipeline_switch.enable: no module of the model has an attribute "
+                                  f"'{name}' (YOLOXHead has use_l1)")
 
     def before_epoch(self, runner: Runner) -> None:
         switch = runner.epoch >= runner.max_epochs - self.num_last_epochs
         if switch != self.switched:
             set_skip(runner.train_loader, self.disable if switch else ())
+            for name in self.enable:
+                for module in self._flagged(runner, name):
+                    setattr(module, name, switch)
             self.switched = switch
             if switch:
                 log.info("epoch %d: training without %s for the last %d epochs", runner.epoch + 1,
                          ", ".join(self.disable), runner.max_epochs - runner.epoch)
+
+    @staticmethod
+    def _flagged(runner: Runner, name: str) -> list:
+        """The modules of the runner's model that have attribute `name`."""
+        return [m for m in runner.model.modules() if hasattr(m, name)]

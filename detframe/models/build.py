@@ -37,6 +37,7 @@ HEAD_PARTS: dict[str, Registry] = {
     "roi_extractor": ROI_EXTRACTORS,
     "mask_roi_extractor": ROI_EXTRACTORS,
     "loss_dfl": LOSSES,
+    "loss_l1": LOSSES,
 }
 # Heads nested in a head (Mask R-CNN's mask branch in its RoI head), given the neck's channels too.
 NESTED_HEADS = ("mask_head",)

@@ -185,6 +185,26 @@ class _IoULoss:
         return reduce_loss(loss, weight, self.reduction, self.loss_weight)
 
 
+def squared_iou_loss(pred_boxes: Tensor, gt_boxes: Tensor, reduction: str = "none") -> Tensor:
+    """1 - IoU^2 of [N, 4] xyxy box pairs, row by row (YOLOX's IOUloss, its default "iou" type); only
+    reduction "none" (the `_IoULoss` base reduces)."""
+    lt = torch.maximum(pred_boxes[:, :2], gt_boxes[:, :2])
+    rb = torch.minimum(pred_boxes[:, 2:], gt_boxes[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=1)
+    area_pred = (pred_boxes[:, 2:] - pred_boxes[:, :2]).prod(dim=1)
+    area_gt = (gt_boxes[:, 2:] - gt_boxes[:, :2]).prod(dim=1)
+    return 1 - (inter / (area_pred + area_gt - inter + 1e-16)) ** 2
+
+
+@LOSSES.register()
+class IoULoss(_IoULoss):
+    """1 - IoU^2: YOLOX's box loss (its IOUloss with loss_type "iou"); squaring keeps the gradient small
+    for boxes that already overlap well. No gradient when the boxes do not overlap: YOLOX's SimOTA only
+    trains points whose predictions overlap their object (GIoULoss is the option that pulls them in)."""
+
+    function = staticmethod(squared_iou_loss)
+
+
 @LOSSES.register()
 class GIoULoss(_IoULoss):
     """1 - IoU + (area of the enclosing box not covered by the union) / (enclosing area): generalised

@@ -31,6 +31,9 @@ FAMILIES = {
     "fcos": ["config=fcos_r18_fpn_raccoon", "model.neck.out_channels=64", "model.head.feat_channels=64"],
     "centernet": ["config=centernet_r18_raccoon"],  # no NMS: 3x3 heatmap peaks (nms_iou None)
     "tal": ["config=tal_cspnext_nano_raccoon"],
+    # YOLOX takes raw 0..255 pixels, which BatchNorm's initial statistics (eval mode) do not scale: 1/255
+    # keeps the random network's activations, and so its scores, spread.
+    "yolox": ["config=yolox_tiny_raccoon", "model=yolox_nano", "model.pixel_std=[255.0,255.0,255.0]"],
 }
 
 
@@ -58,7 +61,7 @@ def box_outputs(model: nn.Module) -> list[tuple[nn.Conv2d, slice | Tensor]]:
                 (head.heatmap_head[-1], slice(None))]
     if hasattr(head, "bbox_reg"):  # RetinaNet, FCOS
         return [(head.bbox_reg, slice(None))]
-    if hasattr(head, "reg_preds"):  # the task-aligned head: one 1x1 conv per level
+    if hasattr(head, "reg_preds"):  # the task-aligned head, YOLOX: one 1x1 conv per level
         return [(conv, slice(None)) for conv in head.reg_preds]
     if hasattr(head, "reg_convs"):  # SSD, SSDLite
         return [([m for m in conv.modules() if isinstance(m, nn.Conv2d)][-1], slice(None))

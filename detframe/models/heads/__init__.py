@@ -6,9 +6,10 @@ from .rpn_head import RPNHead
 from .ssd_head import SSDHead, SSDLiteHead
 from .tal_head import TALHead
 from .yolo_head import YOLOOutputs, YOLOv3Head
+from .yolox_head import YOLOXHead, YOLOXOutputs
 
 __all__ = [
     "CenterNetHead", "CenterNetOutputs", "DenseOutputs", "FCOSHead", "FCOSOutputs", "RetinaHead", "RPNHead",
-    "SSDHead", "SSDLiteHead", "TALHead", "YOLOOutputs", "YOLOv3Head", "flatten_levels", "match_batch",
-    "num_positives",
+    "SSDHead", "SSDLiteHead", "TALHead", "YOLOOutputs", "YOLOv3Head", "YOLOXHead", "YOLOXOutputs",
+    "flatten_levels", "match_batch", "num_positives",
 ]
