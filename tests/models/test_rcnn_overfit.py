@@ -3,14 +3,11 @@ test_overfit.py's one-stage detectors do; and one step on images without objects
 import pytest
 import torch
 
-from detframe.data import build_dataset
-from detframe.data.collate import Collate
-from detframe.evaluation.coco_map import CocoEvaluator
 from detframe.models import build_detector
 from detframe.structures import Batch, Instances
 
 from ..conftest import compose
-from .test_overfit import precise_batchnorm
+from .test_overfit import assert_overfits
 
 NARROW = ["model.backbone.depth=18", "model.neck.out_channels=64", "model.roi_head.fc_channels=256"]
 DETECTORS = {
@@ -24,25 +21,7 @@ DETECTORS = {
 @pytest.mark.parametrize("name", list(DETECTORS))
 def test_two_stage_detector_overfits_four_images(name, tiny_shapes):
     overrides, steps, lr = DETECTORS[name]
-    cfg = compose([*overrides, f"data.root={tiny_shapes}", "pipeline.size=160"])
-    dataset = build_dataset(cfg.data, "train", cfg.pipeline.val)  # no augmentation: the same 4 images
-    dataset.records = dataset.records[:4]
-    batch = Collate(1)([dataset[i] for i in range(4)])
-    torch.manual_seed(0)
-    model = build_detector(cfg.model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    for _ in range(steps):
-        losses = model.loss(batch)
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
-    precise_batchnorm(model, batch.images)
-    model.eval()
-    evaluator = CocoEvaluator(dataset)
-    evaluator.process(batch.image_ids, model.predict(batch))
-    ap50 = evaluator.compute()["coco/AP50"]
-    assert ap50 >= 0.9, (f"{name}: mAP@0.5 {ap50:.3f} after {steps} steps, "
-                         f"losses {({k: round(v.item(), 4) for k, v in losses.items()})}")
+    assert_overfits(name, [*overrides, f"data.root={tiny_shapes}", "pipeline.size=160"], steps, lr)
 
 
 def test_step_on_images_without_objects_is_finite_with_zero_box_losses():
