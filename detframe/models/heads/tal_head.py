@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pad_sequence
 from ...dist import reduce_mean
 from ...errors import ConfigError
 from ...registry import HEADS
-from ...rules import IoUThreshold, NonNegativeInt, PositiveInt, Probability, StrictProbability
+from ...rules import IoUThreshold, NonNegativeInt, PositiveFloat, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
 from ..layers.csp import Activation, ConvBNAct
@@ -46,9 +46,10 @@ def target_score_sum(scores: Tensor) -> Tensor:
     return reduce_mean(scores.sum().float()).clamp(min=1)
 
 
-def _branch(in_channels: int, feat_channels: int, num_convs: int, act: str) -> nn.Sequential:
-    """`num_convs` 3x3 ConvBNAct (BatchNorm, then `act`)."""
-    return nn.Sequential(*(ConvBNAct(in_channels if i == 0 else feat_channels, feat_channels, 3, act=act)
+def _branch(in_channels: int, feat_channels: int, num_convs: int, act: str, **norm) -> nn.Sequential:
+    """`num_convs` 3x3 ConvBNAct (BatchNorm with `norm`'s eps and momentum, then `act`)."""
+    return nn.Sequential(*(ConvBNAct(in_channels if i == 0 else feat_channels, feat_channels, 3, act=act,
+                                     **norm)
                            for i in range(num_convs)))
 
 
@@ -81,6 +82,8 @@ class TALHead(DenseHead):
         share_convs: one pair of branches for all levels (RTMDet shares its convs, not its norms; here
             both are shared) instead of one pair per level (YOLOv8); needs equal channels.
         act: activation after each branch conv's BatchNorm (silu, mish or leaky_relu).
+        norm_eps, norm_momentum: the branches' BatchNorm settings (YOLOX's by default, as the CSP
+            backbone and PAFPN; a small set with few steps per epoch wants PyTorch's momentum 0.1).
         prior_prob: the class biases start at -log((1 - pi) / pi) (RetinaNet's prior).
         score_threshold, nms_iou, topk_candidates, max_detections: inference, see above.
     """
@@ -100,6 +103,8 @@ class TALHead(DenseHead):
         reg_max: NonNegativeInt = 16,
         share_convs: bool = False,
         act: Activation = "silu",
+        norm_eps: PositiveFloat = 1e-3,
+        norm_momentum: Probability = 0.03,
         prior_prob: StrictProbability = 0.01,
         score_threshold: Probability = 0.05,
         nms_iou: IoUThreshold = 0.65,
@@ -122,9 +127,10 @@ class TALHead(DenseHead):
         self.topk_candidates, self.max_detections = topk_candidates, max_detections
         self.box_channels = 4 * (reg_max + 1)
         count = 1 if share_convs else levels
-        self.cls_branches = nn.ModuleList(_branch(channels[i], feat_channels, stacked_convs, act)
+        norm = {"norm_eps": norm_eps, "norm_momentum": norm_momentum}
+        self.cls_branches = nn.ModuleList(_branch(channels[i], feat_channels, stacked_convs, act, **norm)
                                           for i in range(count))
-        self.reg_branches = nn.ModuleList(_branch(channels[i], feat_channels, stacked_convs, act)
+        self.reg_branches = nn.ModuleList(_branch(channels[i], feat_channels, stacked_convs, act, **norm)
                                           for i in range(count))
         last = [feat_channels if stacked_convs else channels[i] for i in range(count)]
         self.cls_preds = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in last)
