@@ -1,10 +1,11 @@
 """`torchvision.ops.roi_align` with a faster CPU backward that gives the same gradient, bit for bit.
 
 Why: on the CPU, torchvision's RoIAlign backward is a scalar loop over every (RoI, channel, bin,
-sample, corner); in a Faster R-CNN R50-FPN training step at 512 px it took a third of the time of the
-whole RoI head. The forward is fine and stays torchvision's. The backward here computes each sample's
-four bilinear weights once per RoI (not once per channel) and adds whole channel vectors at a time
-(`index_add_` over [pixels, channels] rows), about 2.5x faster on one thread.
+sample, corner); in a Faster R-CNN R50-FPN training step at 512 px it took longer than RoIAlign's
+forward and the box head's forward and backward together (benchmarks/rcnn_stages.py). The forward is
+fine and stays torchvision's. The backward here computes each sample's four bilinear weights once per
+RoI (not once per channel) and adds whole channel vectors at a time (`index_add_` over [pixels,
+channels] rows), about 2.5x faster on one thread.
 
 Why it is the same gradient: every weight comes from the same float32 operations, in the same order,
 as torchvision's `bilinear_interpolate_gradient` (roi_align_kernel.cpp), and each gradient pixel
