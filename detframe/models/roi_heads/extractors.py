@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import roi_align, roi_pool
+from torchvision.ops import roi_pool
 
 from ...errors import ConfigError
+from ...ops.roi_align import roi_align
 from ...registry import ROI_EXTRACTORS
 from ...rules import NonNegativeInt, PositiveFloat, PositiveInt, PositiveInts
 
@@ -65,7 +66,9 @@ class LevelRoIExtractor(nn.Module):
         indexed = torch.cat([image_index[:, None], boxes], dim=1)  # torchvision's [K, 5] RoI format
         levels = fpn_levels(boxes, self.k_min, self.k_max, self.canonical_size, self.canonical_level)
         first = features[0]
-        out = first.new_zeros((len(boxes), first.shape[1], self.output_size, self.output_size))
+        # Not zeroed (torchvision zeroes it): every RoI has exactly one level, so each row is written
+        # once below; zeroing 2000 RoIs x 256 x 7 x 7 would cost a 100 MB fill per prediction.
+        out = first.new_empty((len(boxes), first.shape[1], self.output_size, self.output_size))
         for level, stride in enumerate(self.strides):
             chosen = torch.where(levels == level)[0]
             out[chosen] = self.pool(features[level], indexed[chosen], 1.0 / stride).to(out.dtype)
@@ -79,7 +82,8 @@ class LevelRoIExtractor(nn.Module):
 @ROI_EXTRACTORS.register()
 class MultiScaleRoIAlign(LevelRoIExtractor):
     """RoIAlign (He et al. 2017) on the mapped level: bilinear samples, `sampling_ratio` per bin side,
-    no quantisation of the RoI (torchvision's `MultiScaleRoIAlign`, 7x7, sampling ratio 2).
+    no quantisation of the RoI (torchvision's `MultiScaleRoIAlign`, 7x7, sampling ratio 2). The op is
+    torchvision's, with a faster CPU backward giving the same gradient (`detframe.ops.roi_align`).
 
     Args:
         sampling_ratio: samples per bin side (0: adaptive, ceil(roi size / S)).
