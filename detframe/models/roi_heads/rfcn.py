@@ -93,9 +93,12 @@ class RFCNRoIHead(nn.Module):
         self.reduce = nn.Conv2d(in_channels[0], hidden_channels, 1)
         self.cls_maps = nn.Conv2d(hidden_channels, k * k * (num_classes + 1), 1)
         self.box_maps = nn.Conv2d(hidden_channels, k * k * 4, 1)
-        # Small scores at first, deltas smaller still (the box heads' initialisation).
-        for layer, std in ((self.reduce, 0.01), (self.cls_maps, 0.01), (self.box_maps, 0.001)):
+        # He initialisation for the ReLU layer (as the backbone's convs); small scores at first, deltas
+        # smaller still (the box heads' initialisation).
+        nn.init.kaiming_normal_(self.reduce.weight, mode="fan_out", nonlinearity="relu")
+        for layer, std in ((self.cls_maps, 0.01), (self.box_maps, 0.001)):
             nn.init.normal_(layer.weight, std=std)
+        for layer in (self.reduce, self.cls_maps, self.box_maps):
             nn.init.zeros_(layer.bias)
 
     def forward(self, feature: Tensor) -> tuple[Tensor, Tensor]:
