@@ -1,4 +1,4 @@
-"""Backbone -> neck -> RPN proposals -> RoI head (the R-CNN family: Faster, Cascade, Mask R-CNN)."""
+"""Backbone -> neck (or none) -> RPN proposals -> RoI head (Faster, Cascade, Mask R-CNN; R-FCN)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
