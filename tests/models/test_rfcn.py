@@ -108,17 +108,14 @@ def test_step_on_images_without_objects_is_finite_with_zero_box_losses():
     sum(losses.values()).backward()
 
 
-# The shapes objects are 20-60 px: at C5's stride 32 and 160 px an object spans one or two cells, too few for
-# position-sensitive bins to tell a well-placed RoI from a shifted one (the paper's objects span many cells
-# at stride 16). Measured at stride 32 (rfcn_r18, hidden 64, 160 px, AdamW 1e-3): mAP@0.5 0.03 / 0.13 /
-# 0.32 / 0.62 / 0.32 after 10 / 20 / 30 / 40 / 50 steps; lr 3e-3 and C4 (stride 16) did no better by step 30.
-# This variant on C3 (stride 8: objects span 3-7 cells, and the cheaper stages only) is not yet measured.
-STRIDE_8 = ["model.backbone.out_strides=[8]", "model.roi_head.stride=8",
-            "model.rpn_head.prior_generator.strides=[8]"]
-
-
+# Not reached yet: on the 4 shapes images (objects 20-60 px, 160 px input, rfcn_r18 with hidden 64, AdamW
+# 1e-3, from scratch) mAP@0.5 was 0.03 / 0.13 / 0.32 / 0.62 / 0.32 after 10 / 20 / 30 / 40 / 50 steps;
+# lr 3e-3 (0.14 at 30), C4 at stride 16 (0.20 at 30), C3 at stride 8 (0.02 at 30) and k = 3 (0.34 at 30)
+# did no better, where Faster R-CNN R18 passes 0.9 in 20 steps. The voting's gradient is right
+# (torch.autograd.gradcheck on ps_roi_align passes); the head's one 1x1 layer before linear score maps
+# learns slower than two FC layers per RoI. To be tuned (more steps, a larger RoI batch share of positives).
 @pytest.mark.slow
 @pytest.mark.skip(reason="R-FCN does not yet reach mAP@0.5 0.9 on the four images in a test-sized budget "
-                         "(see the comment above); to be tuned")
+                         "(0.62 after 40 steps; see the comment above)")
 def test_rfcn_overfits_four_images(tiny_shapes):
-    assert_overfits("rfcn", [*NARROW, *STRIDE_8, f"data.root={tiny_shapes}", "pipeline.size=160"], 30, 1e-3)
+    assert_overfits("rfcn", [*NARROW, f"data.root={tiny_shapes}", "pipeline.size=160"], 40, 1e-3)
