@@ -65,6 +65,11 @@ TRAIN = [
          says=("expected a number in [0, 1]",), drop="model.backbone.arch"),
     case("model=mask_rcnn_r18_fpn", "data.with_masks=true", "model.roi_head.mask_head.num_convs=0",
          says=("expected an integer >= 1",), drop="model.backbone.arch"),
+    case("model=rfcn_r18", "model.roi_head.k=0", says=("expected an integer >= 1",),
+         drop="model.backbone.arch"),
+    case("model=rfcn_r18", "model.roi_head.stride=16", says=("expected the stride of the feature map",
+                                                            "3x3 for a 96x96 input (stride 32)"),
+         drop="model.backbone.arch"),
     case("scheduler.warmup_iters=-5", says=("expected an integer >= 0",)),
     # an older message (tests/engine/test_optim.py asserts it): the key, then the value
     case("scheduler.warmup=cosine", named="scheduler.warmup",

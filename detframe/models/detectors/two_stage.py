@@ -1,4 +1,4 @@
-"""Backbone -> neck -> RPN proposals -> RoI head (the R-CNN family: Faster, Cascade, Mask R-CNN)."""
+"""Backbone -> neck (or none) -> RPN proposals -> RoI head (Faster, Cascade, Mask R-CNN; R-FCN)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,14 +23,16 @@ class TwoStageDetector(NormalizingDetector):
     torchvision and mmdetection). `predict` runs RPN -> proposals -> RoI head -> detections.
 
     Args:
-        backbone, neck, rpn_head, roi_head: built modules.
+        backbone, rpn_head, roi_head: built modules.
+        neck: built module, or None for heads that work on the backbone's maps themselves (R-FCN on
+            the last stage).
         pixel_mean, pixel_std: see `NormalizingDetector`.
     """
 
     def __init__(
         self,
         backbone: nn.Module,
-        neck: nn.Module,
+        neck: nn.Module | None,
         rpn_head: nn.Module,
         roi_head: nn.Module,
         pixel_mean: Annotated[Sequence[float], Each(Range(), length=3)] = (123.675, 116.28, 103.53),
@@ -46,9 +48,10 @@ class TwoStageDetector(NormalizingDetector):
         return getattr(self.roi_head, "mask_head", None) is not None
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        """The neck's maps, finest first, for uint8 images [B, 3, H, W] (this family's own; not the
-        contract)."""
-        return self.neck(self.backbone(self.normalize(images)))
+        """The neck's maps (the backbone's without a neck), finest first, for uint8 images [B, 3, H, W]
+        (this family's own; not the contract)."""
+        features = self.backbone(self.normalize(images))
+        return features if self.neck is None else self.neck(features)
 
     def proposals(self, batch: Batch, features: list[Tensor] | None = None) -> list[Tensor]:
         """The RPN's proposals per image, [n_i, 4] xyxy in input pixels (its train or test counts,

@@ -113,6 +113,16 @@ def small_box_nms(min_size: float, nms_iou: float):
     return suppress
 
 
+def roi_detections(head, batch, proposals: list[Tensor], logits: Tensor, deltas: Tensor) -> list[Detections]:
+    """Each image's detections from the logits [R, C + 1] and deltas [R, C or 1, 4] of its proposals
+    (per image [r_i, 4], xyxy input pixels, concatenated in `logits` and `deltas`): softmax, background
+    dropped, boxes decoded by `head.coder`, then `detections` (Faster R-CNN's and R-FCN's shared tail)."""
+    scores = torch.softmax(logits.float(), dim=1)[:, 1:]
+    sizes = [len(p) for p in proposals]
+    return [detections(head, batch, i, s, decode_per_class(head.coder, rois, d.float()))
+            for i, (rois, s, d) in enumerate(zip(proposals, scores.split(sizes), deltas.split(sizes)))]
+
+
 def detections(head, batch, i: int, scores: Tensor, boxes: Tensor) -> Detections:
     """Image `i`'s detections from its RoIs' class probabilities [R, C] (background dropped) and
     class-specific [R, C, 4] or shared [R, 1, 4] boxes, with `head`'s settings (`score_threshold`,

@@ -16,8 +16,7 @@ from .bbox_head import (
     RoISamples,
     Shared2FCBBoxHead,
     box_head_losses,
-    decode_per_class,
-    detections,
+    roi_detections,
     sample_rois,
 )
 from .mask_head import mask_targets
@@ -105,10 +104,7 @@ class StandardRoIHead(nn.Module):
     def predict(self, features: list[Tensor], proposals: list[Tensor], batch: Batch) -> list[Detections]:
         """Detections per image, in original pixels (see the class docstring)."""
         logits, deltas = self.bbox_head(self.roi_extractor(features, proposals))
-        scores = torch.softmax(logits.float(), dim=1)[:, 1:]
-        sizes = [len(p) for p in proposals]
-        results = [detections(self, batch, i, s, decode_per_class(self.coder, rois, d.float()))
-                   for i, (rois, s, d) in enumerate(zip(proposals, scores.split(sizes), deltas.split(sizes)))]
+        results = roi_detections(self, batch, proposals, logits, deltas)
         return results if self.mask_head is None else self.add_masks(features, results, batch)
 
     def add_masks(self, features: list[Tensor], results: list[Detections], batch: Batch) -> list[Detections]:
