@@ -48,6 +48,14 @@ class DenseHead(nn.Module):
         """[P, 4] xyxy priors of `outputs`' levels for a padded input of (h, w) `image_size`."""
         return self.prior_generator(outputs.feature_shapes, tuple(image_size), outputs.cls_logits.device)
 
+    def points(self, outputs: DenseOutputs,
+               image_size: tuple[int, int] | torch.Size) -> tuple[Tensor, Tensor]:
+        """([P, 2] points, [P] their strides) of `outputs`' levels for a padded input of `image_size`, for
+        the heads whose `prior_generator` is a `PointGenerator` (FCOS, YOLOX, TAL): cell centres or
+        corners, as its `offset` says."""
+        points = self.priors(outputs, image_size)
+        return points, self.prior_generator.strides_of(outputs.feature_shapes, points.device)
+
     def postprocess(self, batch: Batch, i: int, scores, boxes, topk_mode: str | None) -> Detections:
         """`postprocess_dense` of image `i` of `batch` with this head's settings (`score_threshold`,
         `topk_candidates` unless `topk_mode` is None, `nms_iou`, `max_detections`): the call SSD's,

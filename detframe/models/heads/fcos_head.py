@@ -137,11 +137,6 @@ class FCOSHead(DenseHead):
         return FCOSOutputs(flatten_levels(cls, self.num_classes), flatten_levels(reg, 4),
                            [tuple(f.shape[-2:]) for f in features], flatten_levels(ctr, 1).squeeze(-1))
 
-    def points(self, outputs: FCOSOutputs, image_size: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """([P, 2] points, [P] their strides) of `outputs`' levels for a padded input of `image_size`."""
-        points = self.priors(outputs, image_size)
-        return points, self.prior_generator.strides_of(outputs.feature_shapes, points.device)
-
     def loss(
         self, outputs: FCOSOutputs, targets: list[Instances], image_size: Sequence[int]
     ) -> dict[str, Tensor]:

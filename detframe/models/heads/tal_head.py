@@ -163,11 +163,6 @@ class TALHead(DenseHead):
         probs = box_regression.float().unflatten(-1, (4, self.reg_max + 1)).softmax(dim=-1)
         return probs @ self.bins
 
-    def points(self, outputs: DenseOutputs, image_size: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """([P, 2] points, [P] their strides) of `outputs`' levels for a padded input of `image_size`."""
-        points = self.priors(outputs, image_size)
-        return points, self.prior_generator.strides_of(outputs.feature_shapes, points.device)
-
     def loss(self, outputs: DenseOutputs, targets: list[Instances],
              image_size: Sequence[int]) -> dict[str, Tensor]:
         """Args:

@@ -143,11 +143,6 @@ class YOLOXHead(DenseHead):
         return YOLOXOutputs(flatten_levels(cls, self.num_classes), flatten_levels(reg, 4),
                             [tuple(f.shape[-2:]) for f in features], flatten_levels(obj, 1).squeeze(-1))
 
-    def points(self, outputs: YOLOXOutputs, image_size: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """([P, 2] cell corners, [P] their strides) of `outputs`' levels, padded input of `image_size`."""
-        points = self.priors(outputs, image_size)
-        return points, self.prior_generator.strides_of(outputs.feature_shapes, points.device)
-
     def loss(
         self, outputs: YOLOXOutputs, targets: list[Instances], image_size: Sequence[int]
     ) -> dict[str, Tensor]:
