@@ -25,7 +25,7 @@ DETECTORS = {
              "model.neck.separable=false"], 40, 3e-3),
     "ssdlite": (["model=ssdlite_mobilenetv3_small"], 40, 3e-3),
     "retinanet": (["model=retinanet_r18_fpn", "model.neck.out_channels=64", "model.head.feat_channels=64",
-                   "model.head.stacked_convs=2"], 40, 1e-3),
+                   "model.head.stacked_convs=2"], 60, 1e-3),
     "yolov3": (["model=yolov3_d53_small"], 30, 3e-3),
     "fcos": (["model=fcos_r18_fpn", "model.neck.out_channels=64", "model.head.feat_channels=64",
               "model.head.stacked_convs=2"], 20, 1e-3),
