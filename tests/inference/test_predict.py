@@ -109,7 +109,8 @@ def test_api_path_array_pil_list_and_batch_size(detector, tiny_shapes):
     assert len(from_path) > 0 and from_path.source == str(path) and from_path.image_size == array.shape[:2]
     # The same pixels in any form: identical inside one batch; across batch sizes equal up to the last bits
     # (oneDNN picks its convolution kernel by batch size on some CPUs).
-    assert np.array_equal(from_array.boxes, from_pil.boxes) and np.array_equal(from_array.scores, from_pil.scores)
+    assert np.array_equal(from_array.boxes, from_pil.boxes)
+    assert np.array_equal(from_array.scores, from_pil.scores)
     same_detections(from_array, from_path)
     h, w = array.shape[:2]
     assert (from_path.boxes[:, 2] <= w).all() and (from_path.boxes[:, 3] <= h).all()  # original pixels
