@@ -76,6 +76,9 @@ class TrainLoopConfig:
     max_epochs: PositiveInt = 12
     # iteration-based: stop after this many iterations (the schedule spans them)
     max_iters: Optional[PositiveInt] = None
+    # wall-clock budget in minutes: after each epoch the run's length (and its LR schedule) is refitted to
+    # the epochs that fit; max_epochs is then only the first guess (engine/budget.py)
+    max_minutes: Optional[PositiveFloat] = None
     val_interval: NonNegativeInt = 1  # evaluate every N epochs (and after the last); 0: never
     log_interval: PositiveInt = 10  # log and write TensorBoard scalars every N iterations
     # batches per optimizer step (gradient accumulation); an iteration is one step

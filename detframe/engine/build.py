@@ -9,6 +9,7 @@ resume, and the DDP wrapper and torch.compile last.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -20,6 +21,7 @@ from ..errors import ConfigError
 from ..evaluation import build_evaluator
 from ..models import build_detector
 from ..registry import HOOKS
+from .budget import TimeBudget
 from .ema import EMAHook
 from .freeze import freeze
 from .hooks import CheckpointHook, Hook
@@ -95,12 +97,16 @@ def build_runner(cfg: DictConfig, work_dir: str | Path) -> Runner:
     log.info("optimizer %s: %s", type(optimizer).__name__, describe_groups(optimizer))
     evaluator = build_evaluator(cfg.evaluator, val_set)
 
+    budget = None
+    if train.max_minutes is not None:
+        schedule_for = partial(build_scheduler, cfg.scheduler, optimizer, iters_per_epoch)
+        budget = TimeBudget(train.max_minutes, schedule_for)
     runner = Runner(
         model, train_loader, optimizer, scheduler, work_dir=work_dir, max_epochs=train.max_epochs,
         max_iters=train.max_iters, val_loader=val_loader, evaluator=evaluator, hooks=hooks,
         val_interval=train.val_interval, device=device, accumulate=accumulate,
         clip_grad_norm=train.clip_grad_norm, amp=amp, nonfinite=train.nonfinite,
-        max_skipped=train.max_skipped, channels_last=runtime.channels_last, config=cfg,
+        max_skipped=train.max_skipped, channels_last=runtime.channels_last, config=cfg, budget=budget,
     )
     runner.call_hooks("before_run")
     if resume:

@@ -133,7 +133,8 @@ class PipelineSwitchHook(Hook):
     `enable` names boolean attributes set True, for those epochs, on every module of the model that has
     them (YOLOX's head adds its L1 loss then: `use_l1`). Going through `model.modules()` keeps the hook
     off the model's structure (a DDP wrapper, a head under any name). Like the pipeline, the flags
-    follow the epoch, not the hook's history, so a run resumed after the switch has them on.
+    follow the epoch, not the hook's history, so a run resumed after the switch has them on. With
+    `train.max_minutes` the last epochs are counted from the length fitted so far.
 
     Args:
         num_last_epochs: how many final epochs run without them.
@@ -163,7 +164,9 @@ class PipelineSwitchHook(Hook):
                                   f"'{name}' (YOLOXHead has use_l1)")
 
     def before_epoch(self, runner: Runner) -> None:
-        switch = runner.epoch >= runner.max_epochs - self.num_last_epochs
+        # Once switched, the run stays switched: a time budget (train.max_minutes) that later finds room
+        # for another epoch adds it on plain images rather than going back to mosaics.
+        switch = self.switched or runner.epoch >= runner.max_epochs - self.num_last_epochs
         if switch != self.switched:
             set_skip(runner.train_loader, self.disable if switch else ())
             for name in self.enable:

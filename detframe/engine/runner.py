@@ -27,6 +27,7 @@ from ..dist import any_rank, get_rank, get_world_size
 from ..errors import UserError
 from ..evaluation import run_evaluation, tensorboard_writer
 from ..structures import Batch
+from .budget import TimeBudget
 from .ema import ModelEMA
 from .hooks import Hook
 from .schedules import current_lr
@@ -77,6 +78,7 @@ class Runner:
             (engine/setup.py `train_module`), whose `no_sync` spares the gradient all-reduce inside an
             accumulation group.
         config: the run's config, saved in every checkpoint (tools rebuild the model from it).
+        budget: a wall-clock budget that refits the run's length after every epoch (engine/budget.py).
     """
 
     def __init__(
@@ -87,7 +89,7 @@ class Runner:
         clip_grad_norm: float | None = None, amp: torch.dtype | None = None, nonfinite: str = "error",
         max_skipped: int = 50, channels_last: bool = False,
         train_module: Callable[[Any], dict[str, torch.Tensor]] | None = None,
-        config: DictConfig | None = None,
+        config: DictConfig | None = None, budget: TimeBudget | None = None,
     ) -> None:
         self.model, self.train_loader = model, train_loader
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -102,6 +104,7 @@ class Runner:
         self.accumulate = max(1, int(accumulate))
         self.iters_per_epoch, self.max_epochs, self.max_iters = run_length(len(train_loader), self.accumulate,
                                                                            max_epochs, max_iters)
+        self.budget = budget
         self.val_interval, self.clip_grad_norm = int(val_interval), clip_grad_norm
         self.channels_last = channels_last
         if nonfinite not in ("error", "skip"):
@@ -160,16 +163,21 @@ class Runner:
                  self.accumulate, self.total_batch_size, self.work_dir)
         with logging_redirect_tqdm(loggers=[logging.getLogger()]), self.stop:
             self.call_hooks("before_train")
-            for self.epoch in range(self.epoch, self.max_epochs):
+            if self.budget is not None:
+                self.budget.start(self)
+            while self.epoch < self.max_epochs:  # a time budget may change max_epochs after any epoch
                 self.call_hooks("before_epoch")
                 self.in_epoch = True
                 if not self.train_one_epoch():
                     self._interrupted()  # saves the mid-epoch position
                 self.in_epoch = False
+                if self.budget is not None:
+                    self.budget.fit(self)
                 metrics = self.evaluate() if self._evaluation_due() else {}
                 self.call_hooks("after_epoch", metrics=metrics)
                 if self.iter >= self.max_iters:
                     break
+                self.epoch += 1
             self.epoch = self.max_epochs
             self.call_hooks("after_train")
         return self.metrics
@@ -205,6 +213,8 @@ class Runner:
                 self.call_hooks("after_step", losses=values)
                 if any_rank(self.stop.requested is not None, self.device):
                     return False
+                if self.budget is not None and any_rank(self.budget.over(), self.device):
+                    self.budget.end_now(self)
                 if self.iter >= self.max_iters:
                     return True
             end = time.perf_counter()

@@ -64,6 +64,7 @@ def run_state(runner: Runner) -> dict[str, Any]:
         "skipped": runner.skipped,
         "hooks": {name: h.state_dict() for name, h in runner.hooks.items()},
         "metrics": dict(runner.metrics),
+        "budget": runner.budget.state_dict(runner) if runner.budget is not None else None,
         "rng": all_gather_object(rng_state()),  # one entry per rank
         "config": OmegaConf.to_yaml(runner.config, resolve=True) if runner.config is not None else None,
         "meta": {"detframe": __version__, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -113,6 +114,8 @@ def resume_run(runner: Runner, path: str | Path) -> None:
         if name in runner.hooks:
             runner.hooks[name].load_state_dict(hook_state)
     _restore_rng(runner, state.get("rng"))
+    if runner.budget is not None and state.get("budget"):
+        runner.budget.load_state_dict(runner, state["budget"])
     log.info("resumed from %s: %d epochs and %d iterations done%s", path, runner.epoch, runner.iter,
              f" (+{runner.start_step} batches of epoch {runner.epoch + 1})" if runner.start_step else "")
     if runner.iter >= runner.max_iters:

@@ -19,7 +19,7 @@ from ...registry import HEADS
 from ...rules import IoUThreshold, NonNegativeInt, PositiveFloat, PositiveInt, Probability, StrictProbability
 from ...structures import Batch, Detections, Instances
 from ..assigners import IGNORED
-from ..layers.csp import Activation, ConvBNAct
+from ..layers.csp import Activation, conv_bn_act
 from .base import DenseHead, DenseOutputs, flatten_levels
 
 # Box-branch bias at the start: with bins, equal logits (the expectation is reg_max / 2 strides per side,
@@ -46,10 +46,12 @@ def target_score_sum(scores: Tensor) -> Tensor:
     return reduce_mean(scores.sum().float()).clamp(min=1)
 
 
-def _branch(in_channels: int, feat_channels: int, num_convs: int, act: str, **norm) -> nn.Sequential:
-    """`num_convs` 3x3 ConvBNAct (BatchNorm with `norm`'s eps and momentum, then `act`)."""
-    return nn.Sequential(*(ConvBNAct(in_channels if i == 0 else feat_channels, feat_channels, 3, act=act,
-                                     **norm)
+def _branch(in_channels: int, feat_channels: int, num_convs: int, act: str, depthwise: bool,
+            **norm) -> nn.Sequential:
+    """`num_convs` 3x3 ConvBNAct (BatchNorm with `norm`'s eps and momentum, then `act`), each
+    depthwise-separable when `depthwise`."""
+    return nn.Sequential(*(conv_bn_act(in_channels if i == 0 else feat_channels, feat_channels, 3,
+                                       depthwise=depthwise, act=act, **norm)
                            for i in range(num_convs)))
 
 
@@ -81,6 +83,8 @@ class TALHead(DenseHead):
         reg_max: the largest distance a side's distribution covers, in strides (16 in GFL and YOLOv8).
         share_convs: one pair of branches for all levels (RTMDet shares its convs, not its norms; here
             both are shared) instead of one pair per level (YOLOv8); needs equal channels.
+        depthwise: each branch conv depthwise-separable (3x3 per channel, then 1x1), as YOLOX-nano's head:
+            at 64 channels a seventh of the multiply-adds of a full 3x3 conv.
         act: activation after each branch conv's BatchNorm (silu, mish or leaky_relu).
         norm_eps, norm_momentum: the branches' BatchNorm settings (YOLOX's by default, as the CSP
             backbone and PAFPN; a small set with few steps per epoch wants PyTorch's momentum 0.1).
@@ -102,6 +106,7 @@ class TALHead(DenseHead):
         stacked_convs: NonNegativeInt = 2,
         reg_max: NonNegativeInt = 16,
         share_convs: bool = False,
+        depthwise: bool = False,
         act: Activation = "silu",
         norm_eps: PositiveFloat = 1e-3,
         norm_momentum: Probability = 0.03,
@@ -127,11 +132,10 @@ class TALHead(DenseHead):
         self.topk_candidates, self.max_detections = topk_candidates, max_detections
         self.box_channels = 4 * (reg_max + 1)
         count = 1 if share_convs else levels
-        norm = {"norm_eps": norm_eps, "norm_momentum": norm_momentum}
-        self.cls_branches = nn.ModuleList(_branch(channels[i], feat_channels, stacked_convs, act, **norm)
-                                          for i in range(count))
-        self.reg_branches = nn.ModuleList(_branch(channels[i], feat_channels, stacked_convs, act, **norm)
-                                          for i in range(count))
+        branch = partial(_branch, feat_channels=feat_channels, num_convs=stacked_convs, act=act,
+                         depthwise=depthwise, norm_eps=norm_eps, norm_momentum=norm_momentum)
+        self.cls_branches = nn.ModuleList(branch(channels[i]) for i in range(count))
+        self.reg_branches = nn.ModuleList(branch(channels[i]) for i in range(count))
         last = [feat_channels if stacked_convs else channels[i] for i in range(count)]
         self.cls_preds = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in last)
         self.reg_preds = nn.ModuleList(nn.Conv2d(c, self.box_channels, 1) for c in last)
