@@ -117,5 +117,15 @@ def _save_best(cfg: DictConfig) -> None:
             )
 
 
+def _one_length(cfg: DictConfig) -> None:
+    """`train.max_iters` fixes the run's length, `train.max_minutes` fits it to the time: not both."""
+    train = cfg.get("train")
+    iters, minutes = value_of(train, "max_iters"), value_of(train, "max_minutes")
+    if iters is not None and minutes is not None:
+        raise ConfigError(f"train.max_iters={iters} and train.max_minutes={minutes}: choose one (max_iters: "
+                          "a fixed number of iterations; max_minutes: the epochs that fit in the time); set "
+                          "the other to null")
+
+
 CROSS_CHECKS = [_class_counts]
-TRAINING_CHECKS = [_save_best]
+TRAINING_CHECKS = [_save_best, _one_length]

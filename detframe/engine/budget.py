@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..dist import broadcast_object
+from ..errors import ConfigError
 from .schedules import restore_position
 
 if TYPE_CHECKING:
@@ -72,10 +73,17 @@ class TimeBudget:
         return max(at_least, int((runner.iter + left_iters) // runner.iters_per_epoch))
 
     def _refit(self, runner: Runner, epochs: int) -> None:
-        if epochs != runner.max_epochs:
-            log.info("train.max_minutes=%g: %d epochs fit (%.2f s an iteration, %.1f of %.1f min spent)",
-                     self.seconds / 60, epochs, self.seconds_per_iter, self.spent() / 60, self.seconds / 60)
+        if epochs == runner.max_epochs:
+            return
+        log.info("train.max_minutes=%g: %d epochs fit (%.2f s an iteration, %.1f of %.1f min spent)",
+                 self.seconds / 60, epochs, self.seconds_per_iter, self.spent() / 60, self.seconds / 60)
+        try:
             set_length(runner, epochs, self.schedule_for)
+        except ConfigError as e:  # e.g. YOLOX's warmup + no-augmentation epochs longer than the fitted run
+            log.warning("train.max_minutes=%g: the LR schedule cannot be fitted to %d epochs (%s); it keeps "
+                        "the shape it has and the run ends after epoch %d", self.seconds / 60, epochs, e,
+                        epochs)
+            runner.max_epochs, runner.max_iters = epochs, epochs * runner.iters_per_epoch
 
     def end_now(self, runner: Runner) -> None:
         """The budget ran out inside an epoch: this iteration is the run's last."""
@@ -102,8 +110,8 @@ class TimeBudget:
 def set_length(runner: Runner, max_epochs: int, schedule_for: Callable[[int], LRScheduler]) -> None:
     """Make the run `max_epochs` long, with its LR schedule rebuilt for that length at the current
     iteration (the optimizer's LR set to the new schedule's value there)."""
-    runner.max_epochs = max_epochs
-    runner.max_iters = max_epochs * runner.iters_per_epoch
     position = runner.scheduler.state_dict()
-    runner.scheduler = schedule_for(runner.max_iters)
-    restore_position(runner.scheduler, position)
+    scheduler = schedule_for(max_epochs * runner.iters_per_epoch)  # raises before anything has changed
+    restore_position(scheduler, position)
+    runner.scheduler, runner.max_epochs = scheduler, max_epochs
+    runner.max_iters = max_epochs * runner.iters_per_epoch

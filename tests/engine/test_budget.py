@@ -79,6 +79,24 @@ def test_an_epoch_that_overruns_the_budget_ends_the_run_inside_it(tmp_path, monk
     assert runner.iter == 3 and "val/mae" in metrics
 
 
+def test_a_schedule_that_cannot_be_fitted_keeps_its_shape_and_the_run_still_ends_in_time(
+        tmp_path, monkeypatch, caplog):
+    # As YOLOX's schedule refuses a run shorter than its warmup + no-augmentation epochs.
+    runner, clock = budget_runner(tmp_path, "unfit", monkeypatch, 1.5, 27 / 60, max_epochs=10)
+    factory = runner.budget.schedule_for
+
+    def refusing(total):
+        if total < 30:
+            raise ConfigError(f"no cosine phase in {total} iterations")
+        return factory(total)
+
+    runner.budget.schedule_for = refusing
+    before = runner.scheduler
+    runner.train()
+    assert runner.iter == 18 and clock.now == 27.0 and runner.scheduler is before
+    assert "cannot be fitted to 3 epochs (no cosine phase in 18 iterations)" in caplog.text
+
+
 class StopAt(Hook):
     def __init__(self, iteration):
         self.iteration = iteration
@@ -148,8 +166,13 @@ def test_a_real_budget_stops_a_long_run_early(tmp_path, tiny_shapes):
     assert "coco/AP" in metrics and runner.budget.spent() >= 2.0 * 0.9
 
 
-def test_a_budget_must_be_positive(tiny_shapes):
-    with pytest.raises(ConfigError, match="max_minutes"):
-        from detframe.config import check_training
+@pytest.mark.parametrize("overrides,match", [
+    (["train.max_minutes=0"], "max_minutes"),
+    (["train.max_minutes=-5"], "max_minutes"),
+    (["train.max_minutes=13", "train.max_iters=100"], "choose one"),
+])
+def test_a_budget_must_be_positive_and_alone(tiny_shapes, overrides, match):
+    from detframe.config import check_training
 
-        check_training(compose([f"data.root={tiny_shapes}", "train.max_minutes=0"]))
+    with pytest.raises(ConfigError, match=match):
+        check_training(compose([f"data.root={tiny_shapes}", *overrides]))
