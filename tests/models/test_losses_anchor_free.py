@@ -6,12 +6,10 @@ import pytest
 import torch
 
 from detframe.errors import ConfigError
-from detframe.models.losses import (
-    CIoULoss,
-    DIoULoss,
+from detframe.models.losses import CIoULoss, DIoULoss, GIoULoss
+from detframe.models.soft_target_losses import (
     DistributionFocalLoss,
     GaussianFocalLoss,
-    GIoULoss,
     QualityFocalLoss,
     VarifocalLoss,
 )
