@@ -44,11 +44,15 @@ class InMemory(Dataset):
         return self.samples[index]
 
 
-def build(args: argparse.Namespace, data_root: Path, work_dir: Path, amp: str, channels_last: bool) -> Runner:
+def build(args: argparse.Namespace, data_root: Path, work_dir: Path, amp: str,
+          channels_last: bool | None) -> Runner:
+    """The runner of the benchmarked config; `channels_last` None keeps the config's (runtime.channels_last,
+    true by default: what a training run uses)."""
+    layout = [] if channels_last is None else [f"runtime.channels_last={str(channels_last).lower()}"]
     overrides = [f"data.root={data_root}", f"model={args.model}", f"pipeline.size={args.size}",
-                 f"data.batch_size={args.batch}", "data.num_workers=0", f"runtime.amp={amp}",
-                 f"runtime.channels_last={str(channels_last).lower()}", f"runtime.device={args.device}",
-                 "hooks.progress=null", "train.max_epochs=1000", *args.overrides]
+                 f"data.batch_size={args.batch}", "data.num_workers=0", f"runtime.amp={amp}", *layout,
+                 f"runtime.device={args.device}", "hooks.progress=null", "train.max_epochs=1000",
+                 *args.overrides]
     runner = build_runner(compose(overrides), work_dir)
     cached = InMemory(runner.train_loader.dataset, args.iters * args.batch)
     runner.train_loader = DataLoader(cached, batch_size=args.batch, shuffle=True, drop_last=True,
@@ -145,13 +149,13 @@ def main() -> None:
                 args.model, args.size = "ssd300_vgg16", 300
             settings = [(amp, cl) for amp in ("off", "fp16", "bf16") for cl in (False, True)]
         else:
-            settings = [("off", False)]
+            settings = [("off", None)]
         print(f"model {args.model} at {args.size} px", flush=True)
         for i, (amp, channels_last) in enumerate(settings):
             runner = build(args, data_root, Path(tmp) / f"run{i}", amp, channels_last)
             with contextlib.redirect_stdout(sys.stderr):
                 ours, bare = compare(runner, args.repeats)
-            report(f"{runner.device.type} amp={amp} channels_last={channels_last}", runner, ours, bare,
+            report(f"{runner.device.type} amp={amp} channels_last={runner.channels_last}", runner, ours, bare,
                    args.batch)
             del runner
             if torch.cuda.is_available():
