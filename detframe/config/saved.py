@@ -60,7 +60,8 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """Apply `key=value`, `+key=value` (add) and `~key` (remove) overrides to a config.
 
     Unknown keys are errors. On a saved (resolved) config, `data.root=NEW` also moves the dataset paths
-    that started with the old root, as the `${data.root}` interpolations they came from would have.
+    that started with the old root, and `pipeline.size=NEW` also resizes the transforms whose `size` was
+    the old one, as the `${data.root}` and `${pipeline.size}` interpolations they came from would have.
     """
     for text in overrides:
         key, _, value = text.partition("=")
@@ -81,10 +82,19 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
         except yaml.YAMLError:
             parsed = value
         old_root = OmegaConf.select(cfg, "data.root", throw_on_missing=False) if key == "data.root" else None
+        old_size = _plain(OmegaConf.select(cfg, "pipeline.size", throw_on_missing=False)) \
+            if key == "pipeline.size" else None
         OmegaConf.update(cfg, key, parsed, merge=True, force_add=add)
         if isinstance(old_root, str) and isinstance(parsed, str):
             _rebase_data_paths(cfg.data, old_root, parsed)
+        if old_size is not None and parsed is not None and parsed != old_size:
+            _resize_pipelines(cfg.pipeline, old_size, parsed)
     return cfg
+
+
+def _plain(value: Any) -> Any:
+    """A config value as plain Python (a ListConfig size [h, w] as a list), to compare with a parsed one."""
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def _rebase_data_paths(data: DictConfig, old_root: str, new_root: str) -> None:
@@ -101,3 +111,24 @@ def _rebase_data_paths(data: DictConfig, old_root: str, new_root: str) -> None:
             if value == old or value.startswith(old + "/"):
                 node[k] = new_root.rstrip("/") + value[len(old):]
                 log.info("data.%s.%s: %s -> %s", split, k, value, node[k])
+
+
+def _resize_pipelines(pipeline: DictConfig, old_size: Any, new_size: Any) -> None:
+    """Set `size` to `new_size` in every transform of the pipelines whose literal `size` is `old_size`
+    (the saved config is resolved: those came from `${pipeline.size}`); a transform at a size of its
+    own keeps it."""
+    changed = []
+    for name in ("train", "val"):
+        transforms = pipeline.get(name)
+        if not OmegaConf.is_list(transforms):
+            continue
+        for i, transform in enumerate(transforms):
+            if not isinstance(transform, DictConfig) or "size" not in transform \
+                    or OmegaConf.is_interpolation(transform, "size"):
+                continue
+            if _plain(transform.size) == old_size:
+                transform.size = new_size
+                changed.append(f"{name}[{i}] {transform.get('type')}")
+    if changed:
+        log.info("pipeline.size %s -> %s, and so the size of pipeline.%s", old_size, new_size,
+                 ", ".join(changed))
