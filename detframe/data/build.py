@@ -173,10 +173,23 @@ def build_dataloader(
 
 def _worker_init(worker_id: int) -> None:
     """OpenCV's own thread pool in every worker oversubscribes the CPU (torch already uses one thread
-    per worker); the workers are the parallelism."""
+    per worker); the workers are the parallelism.
+
+    SIGTERM ends a worker with exit code 0, as PyTorch's workers already end on SIGINT. A scheduler's
+    SIGTERM reaches the whole process group; a worker killed by it makes PyTorch's SIGCHLD handler raise
+    in the main process, in the middle of the checkpoint the main process is writing on that same signal
+    (engine/signals.py). Ignoring the signal instead would hang the exit of a main process that stops
+    on an error: multiprocessing then ends its workers with SIGTERM and waits for them."""
+    import signal
+
     import cv2
 
     cv2.setNumThreads(0)
+    signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def train_loader_options(cfg: DictConfig) -> dict[str, Any]:

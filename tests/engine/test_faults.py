@@ -23,14 +23,16 @@ def test_signals_set_a_flag_and_a_second_ctrl_c_stops_at_once():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
-def start(tmp_path, data_root, *extra):
-    """tools/train.py in the background, run folders under tmp_path/outputs as for a user."""
+def start(tmp_path, data_root, *extra, own_group=False):
+    """tools/train.py in the background, run folders under tmp_path/outputs as for a user; with `own_group`
+    in a process group of its own (its loader workers included), as a batch job runs."""
     args = [f"data.root={data_root}", *FAST, "data.batch_size=2", "pipeline.size=96", "train.max_epochs=2",
             "hooks.checkpoint.iter_interval=1", "hooks.checkpoint.save_best=null", "train.val_interval=100",
             *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(REPO / "tools" / "train.py"), *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=own_group)
 
 
 def wait_for_iterations(proc, count, timeout=120):
@@ -84,3 +86,17 @@ def test_sigterm_then_kill_9_then_resume_auto(tmp_path, tiny_shapes):
     assert (state["epoch"], state["step"], state["iter"]) == (2, 0, 8)
     assert len(list((tmp_path / "outputs" / "ssdlite_shapes").iterdir())) == 1  # one run folder throughout
     assert not list((run_dirs[0] / "checkpoints").glob(".*.tmp"))  # no temporary file left by the kill
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_job_with_loader_workers_still_saves(tmp_path, tiny_shapes):
+    # SLURM and Kubernetes signal every process of the job: the loader workers get SIGTERM too. A worker
+    # killed by it used to make PyTorch raise in the main process while it wrote the checkpoint.
+    proc = start(tmp_path, tiny_shapes, "data.num_workers=1", own_group=True)
+    log = wait_for_iterations(proc, 2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    log += finish(proc)
+    assert proc.returncode == 143, log[-3000:]
+    assert "stopped by SIGTERM" in log and "checkpoint saved" in log and "Traceback" not in log, log[-3000:]
+    (run_dir,) = (tmp_path / "outputs" / "ssdlite_shapes").iterdir()
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["iter"] >= 2
