@@ -141,6 +141,7 @@ def instances(boxes, labels):
     ["model.head.loss_cls={type: BCEWithLogitsLoss}"],
     ["model.head.share_convs=true", "model.neck.out_channels=[32,32,32]"],
     ["model.head.depthwise=true"],
+    ["model.backbone.out_indices=[3,4]", "model.head.prior_generator.strides=[16,32]"],  # raccoon recipe
 ])
 def test_tal_head_losses_finite_with_and_without_objects(overrides):
     cfg = compose(["model=tal_cspnext_nano", "model.backbone.widen_factor=0.125",
@@ -184,3 +185,17 @@ def test_tal_head_refuses_inconsistent_settings(overrides, match):
 
     with pytest.raises(ConfigError, match=match):
         build_detector(compose(["model=tal_cspnext_nano", *overrides]).model)
+
+
+def test_strides_that_disagree_with_the_backbone_are_refused():
+    """C4-C5 (out_indices [3, 4]) with the three-level model's first strides: refused at the first loss,
+    not trained on boxes decoded at half their scale."""
+    from detframe.errors import ConfigError
+
+    cfg = compose(["model=tal_cspnext_nano", "model.backbone.widen_factor=0.125",
+                   "model.head.feat_channels=16", "model.backbone.out_indices=[3,4]",
+                   "model.head.prior_generator.strides=[8,16]"])
+    model = build_detector(cfg.model)
+    outputs = model(torch.rand(1, 3, 64, 64) * 255)
+    with pytest.raises(ConfigError, match=r"PointGenerator: strides\[0\] is 8, but level 0's map is 4x4"):
+        model.head.loss(outputs, [instances([[4, 4, 40, 50]], [0])], (64, 64))

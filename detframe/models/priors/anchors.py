@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ...registry import PRIORS
 from ...rules import PositiveFloat, PositiveFloats, PositiveInt, PositiveInts, Probability
-from .tracing import cached
+from .tracing import cached, check_strides
 
 
 @PRIORS.register()
@@ -85,6 +85,7 @@ class AnchorGenerator:
             raise ValueError(
                 f"AnchorGenerator has {len(self._base)} levels but got {len(feature_shapes)} feature maps"
             )
+        check_strides(type(self).__name__, self.strides, feature_shapes, image_size)
         return cached(self._cache, lambda: self._grid(feature_shapes), device, feature_shapes)
 
     def _grid(self, feature_shapes: Sequence[tuple[int, int]]) -> Tensor:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ...registry import PRIORS
 from ...rules import PositiveInts, Probability
-from .tracing import cached
+from .tracing import cached, check_strides
 
 
 @PRIORS.register()
@@ -57,6 +57,7 @@ class PointGenerator:
 
     def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int],
                  device: torch.device | None = None) -> Tensor:
+        check_strides(type(self).__name__, self.strides, feature_shapes, image_size)
         return self._build(feature_shapes, device)[0]
 
     def strides_of(self, feature_shapes: Sequence[tuple[int, int]],

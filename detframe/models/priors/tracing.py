@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from ...errors import ConfigError
+
 
 def tracing() -> bool:
     """Whether a graph is being traced (TorchScript or the TorchScript-based ONNX exporter)."""
@@ -25,6 +27,23 @@ def cached(cache: dict, make: Callable[[], Any], device: torch.device | None,
     if full_key not in cache:
         cache[full_key] = _to(make(), device)
     return cache[full_key]
+
+
+def check_strides(owner: str, strides: Sequence[float], feature_shapes: Sequence[Sequence[Any]],
+                  image_size: Sequence[Any]) -> None:
+    """Raise a ConfigError when a level's map is not the input size over its configured stride (within the
+    one cell that padding and rounding give). A `strides` list that disagrees with the backbone's
+    `out_indices` (e.g. [8, 16, 32] on C4-C5) would otherwise decode every box at the wrong scale without
+    an error. Skipped while tracing (the sizes are then tensors) and when the input size is unknown."""
+    if tracing() or not image_size:
+        return
+    height, width = (int(v) for v in image_size[-2:])
+    for k, (stride, (h, w)) in enumerate(zip(strides, feature_shapes)):
+        if abs(int(h) - height / stride) >= 1 or abs(int(w) - width / stride) >= 1:
+            raise ConfigError(
+                f"{owner}: strides[{k}] is {stride:g}, but level {k}'s map is {int(h)}x{int(w)} "
+                f"for a {height}x{width} input (stride {height / int(h):g}); the strides must be the "
+                f"backbone's at its out_indices, finest first (got {[float(s) for s in strides]})")
 
 
 def _to(made: Any, device: torch.device | None) -> Any:

@@ -10,7 +10,7 @@ from torch import Tensor
 from ...registry import PRIORS
 from ...rules import Each, PositiveInts, Range
 from .anchors import grid_boxes
-from .tracing import cached
+from .tracing import cached, check_strides
 
 # Per level, the (w, h) of each anchor in pixels.
 BaseSizes = Annotated[Sequence[Sequence[Sequence[float]]],
@@ -67,6 +67,7 @@ class YOLOPriorGenerator:
 
     def __call__(self, feature_shapes: Sequence[tuple[int, int]], image_size: tuple[int, int],
                  device: torch.device | None = None) -> Tensor:
+        check_strides(type(self).__name__, self.strides, feature_shapes, image_size)
         return self._build(feature_shapes, device)[0]
 
     def strides_of(self, feature_shapes: Sequence[tuple[int, int]],
